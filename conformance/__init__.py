@@ -1,0 +1,7 @@
+"""Conformance harness for classification-loss implementations.
+
+Fuzzes the four torch.nn.functional losses (cross_entropy, nll_loss,
+binary_cross_entropy, binary_cross_entropy_with_logits) and their gradients,
+compares candidates against float64/mpmath oracles with derived tolerances,
+and writes JSON, JUnit XML and Markdown reports with a reproducer per failure.
+"""

@@ -1,0 +1,37 @@
+"""Campaign configuration and progress events: the contract between the CLI and the engine."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from conformance.model import LOSSES
+
+#: Built-in candidates (what `nbxent-conformance run` checks with no --candidate).
+BUILTIN_CANDIDATES = ("nbxent", "nbxent.cuda", "torch")
+ORACLES = ("scipy", "torch", "mpmath")
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class CampaignConfig:
+    candidates: list[str] = field(default_factory=lambda: list(BUILTIN_CANDIDATES))
+    losses: list[str] = field(default_factory=lambda: list(LOSSES))
+    oracles: list[str] = field(default_factory=lambda: list(ORACLES))
+    dtypes: list[str] = field(default_factory=lambda: list(DTYPES))
+    max_examples: int = 100          # hypothesis examples per (candidate, loss)
+    seed: int = 0
+    report_dir: str = "conformance-report"
+    case_timeout_s: float = 120.0    # per call in a worker (first calls include JIT compilation)
+    simulator_max_examples: int = 6  # budget for candidates running on the CUDA simulator
+    run_catalogue: bool = True
+
+
+@dataclass
+class ProgressEvent:
+    done: int          # units of work finished
+    total: int         # units of work planned (may grow)
+    label: str         # e.g. 'nbxent / cross_entropy / fuzz'
+    failures: int = 0
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
