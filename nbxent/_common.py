@@ -55,8 +55,12 @@ def is_device_array(obj) -> bool:
     """True for CUDA device arrays (numba device arrays, CuPy, torch CUDA tensors).
 
     Checked by attribute only, so the CPU path never imports ``numba.cuda``.
+    The CUDA simulator's device arrays carry ``__cuda_ndarray__`` instead of
+    ``__cuda_array_interface__``.
     """
-    return hasattr(obj, "__cuda_array_interface__") and not isinstance(obj, np.ndarray)
+    if isinstance(obj, np.ndarray):
+        return False
+    return hasattr(obj, "__cuda_array_interface__") or bool(getattr(obj, "__cuda_ndarray__", False))
 
 
 def _cache_dir_usable() -> bool:

@@ -1,0 +1,7 @@
+"""``python -m conformance``: the same as the ``nbxent-conformance`` command."""
+import sys
+
+from conformance.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Candidates: loading an implementation by name and finding out what it supports.
+
+A candidate spec is ``package.module``, ``path/to/file.py``, either followed by
+``:attribute`` (an object or namespace inside the module), or one of the
+built-ins ``nbxent``, ``nbxent.cuda`` and ``torch``. The candidate defines any
+subset of the four losses (and ``<loss>_backward``) with torch's keyword names.
+
+What it supports is read from its signatures (a keyword it does not accept is a
+feature it lacks: reported as "not supported", never failed) and narrowed by an
+optional ``CONFORMANCE`` declaration (docs/candidates.md):
+
+    CONFORMANCE = {
+        "dtypes": ["float32", "float64"],      # input dtypes (float16 only when listed)
+        "max_ndim": 4, "max_classes": 50000,
+        "reductions": ["mean", "sum", "none"],
+        "exclude": ["nonfinite"],              # features it does not support, for every loss
+        "losses": {"cross_entropy": {"exclude": ["prob_target"]}},   # the same keys per loss
+    }
+
+This module imports only the standard library and NumPy: it runs inside the
+worker processes, before a candidate (and Numba) is imported.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import shutil
+import sys
+
+LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+BUILTIN = {"nbxent": "nbxent", "nbxent.cuda": "nbxent.cuda", "torch": "conformance.torch_candidate"}
+
+#: Feature names a candidate can support per loss (docs/candidates.md has one line on each).
+KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight")
+LOSS_FEATURES = {
+    "cross_entropy": ("reduction", "weight", "ignore_index", "label_smoothing", "backward", "prob_target",
+                      "unbatched", "spatial", "empty", "nonfinite", "noncontiguous", "large_classes", "errors"),
+    "nll_loss": ("reduction", "weight", "ignore_index", "backward", "unbatched", "spatial", "empty",
+                 "nonfinite", "noncontiguous", "large_classes", "errors"),
+    "binary_cross_entropy": ("reduction", "weight", "backward", "empty", "noncontiguous", "errors"),
+    "binary_cross_entropy_with_logits": ("reduction", "weight", "pos_weight", "backward", "empty", "nonfinite",
+                                         "noncontiguous", "errors"),
+}
+_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "losses"}
+_DTYPES = ("float16", "float32", "float64")
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class CandidateLoadError(ImportError):
+    """A candidate cannot be imported, or its CONFORMANCE declaration is malformed."""
+
+
+def resolve(spec: str) -> tuple[str, str]:
+    """(module name or file path, attribute) for a candidate spec."""
+    if spec in BUILTIN:
+        return BUILTIN[spec], ""
+    target, _, attr = spec.partition(":")
+    if not target:
+        raise CandidateLoadError(f"candidate {spec!r}: empty module or file name")
+    return target, attr
+
+
+def load(spec: str):
+    """Import the candidate named by ``spec`` and return the object holding its functions."""
+    target, attr = resolve(spec)
+    try:
+        if target.endswith(".py") or os.sep in target or "/" in target:
+            if not os.path.isfile(target):
+                raise CandidateLoadError(f"candidate {spec!r}: no such file {target!r}")
+            name = "conformance_candidate_" + os.path.splitext(os.path.basename(target))[0]
+            mspec = importlib.util.spec_from_file_location(name, os.path.abspath(target))
+            module = importlib.util.module_from_spec(mspec)
+            sys.modules[name] = module
+            mspec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except CandidateLoadError:
+        raise
+    except BaseException as exc:   # a candidate may raise anything at import, SystemExit included
+        raise CandidateLoadError(f"candidate {spec!r}: import failed: {type(exc).__name__}: {exc}") from exc
+    if not attr:
+        return module
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise CandidateLoadError(f"candidate {spec!r}: module {target!r} has no attribute {attr!r}") from None
+
+
+def _accepts(fn, keyword: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):      # no signature (C function): assume torch's keywords
+        return True
+    return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _check_decl(decl, where: str) -> None:
+    if not isinstance(decl, dict):
+        raise CandidateLoadError(f"{where}: CONFORMANCE must be a dict, got {type(decl).__name__}")
+    unknown = set(decl) - _DECL_KEYS
+    if unknown:
+        raise CandidateLoadError(f"{where}: unknown CONFORMANCE keys {sorted(unknown)}; known: {sorted(_DECL_KEYS)}")
+    for d in decl.get("dtypes", ()):
+        if d not in _DTYPES:
+            raise CandidateLoadError(f"{where}: CONFORMANCE dtype {d!r} not one of {_DTYPES}")
+    for r in decl.get("reductions", ()):
+        if r not in _REDUCTIONS:
+            raise CandidateLoadError(f"{where}: CONFORMANCE reduction {r!r} not one of {_REDUCTIONS}")
+    known = set().union(*LOSS_FEATURES.values())
+    for f in decl.get("exclude", ()):
+        if f not in known:
+            raise CandidateLoadError(f"{where}: CONFORMANCE feature {f!r} unknown; known: {sorted(known)}")
+    for loss, sub in decl.get("losses", {}).items():
+        if loss not in LOSSES:
+            raise CandidateLoadError(f"{where}: CONFORMANCE loss {loss!r} not one of {LOSSES}")
+        if "losses" in sub:
+            raise CandidateLoadError(f"{where}: CONFORMANCE['losses'][{loss!r}] cannot nest 'losses'")
+        _check_decl(sub, f"{where}: CONFORMANCE['losses'][{loss!r}]")
+
+
+def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
+    """What the candidate supports, per loss, as plain data (it crosses the worker pipe).
+
+    Returns ``{loss: {"features": [...], "missing": [...], "dtypes": [...], "max_ndim": int,
+    "max_classes": int, "reductions": [...]}}``; a loss the candidate does not define has
+    ``features == []`` and ``missing == ["forward"]``.
+    """
+    decl = getattr(obj, "CONFORMANCE", None) or {}
+    _check_decl(decl, f"candidate {spec!r}")
+    out = {}
+    for loss in LOSSES:
+        fn = getattr(obj, loss, None)
+        if not callable(fn):
+            out[loss] = {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
+                         "max_classes": 0, "reductions": []}
+            continue
+        sub = {**{k: v for k, v in decl.items() if k != "losses"}, **decl.get("losses", {}).get(loss, {})}
+        excluded = set(decl.get("exclude", ())) | set(sub.get("exclude", ()))
+        feats = []
+        for f in LOSS_FEATURES[loss]:
+            if f in KEYWORD_FEATURES:
+                ok = _accepts(fn, f)
+            elif f == "backward":
+                ok = callable(getattr(obj, loss + "_backward", None))
+            else:
+                ok = True
+            if ok and f not in excluded:
+                feats.append(f)
+        declared = sub.get("dtypes", ("float32", "float64"))
+        reds = list(sub.get("reductions", _REDUCTIONS)) if "reduction" in feats else ["mean"]
+        out[loss] = {
+            "features": feats,
+            "missing": [f for f in LOSS_FEATURES[loss] if f not in feats],
+            "dtypes": [d for d in dtypes if d in declared],
+            "max_ndim": int(sub.get("max_ndim", 5)),
+            "max_classes": int(sub.get("max_classes", 100_000)),
+            "reductions": reds,
+        }
+    return out
+
+
+def has_gpu() -> bool:
+    """Whether a CUDA driver seems present (checked without importing numba.cuda)."""
+    return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
+
+
+def worker_env(spec: str) -> dict[str, str]:
+    """Environment a candidate's worker sets before importing it.
+
+    ``nbxent.cuda`` runs on the CUDA simulator when no GPU is present; the
+    variable must be set before Numba is first imported, so only the worker sets it.
+    """
+    if spec == "nbxent.cuda" and not has_gpu() and "NUMBA_ENABLE_CUDASIM" not in os.environ:
+        return {"NUMBA_ENABLE_CUDASIM": "1"}
+    return {}
+
+
+def is_simulated(spec: str) -> bool:
+    return spec == "nbxent.cuda" and (worker_env(spec).get("NUMBA_ENABLE_CUDASIM") == "1"
+                                      or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")

@@ -1,0 +1,249 @@
+"""Named edge cases, run before fuzzing; each says why it exists.
+
+:func:`entries` yields :class:`conformance.model.Case` objects (origin = the
+entry's name, reason = why). Valid cases carry a ``grad_output`` so the
+gradient is checked too; invalid ones carry ``expect_error``, the exception type
+torch 2.13 raises (spec section 11). Most entries are made in every requested
+dtype; a few exist for one dtype only (the float32 large-vocabulary sum).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.model import Case
+from conformance.oracles.scipy_ref import ScipyOracle
+
+inf, nan = np.inf, np.nan
+_X23 = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]
+_X33 = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [0.0, 3.0, 1.0]]
+_X43 = _X33 + [[2.0, 2.0, 2.0]]
+_W3 = [0.2, 1.0, 3.0]
+_REDS = ("none", "mean", "sum")
+
+
+def _with_grad(case: Case, dtype) -> Case:
+    """Add a deterministic upstream gradient of the output's shape and dtype."""
+    ref = ScipyOracle().evaluate(case, want_grad=False)
+    if ref.error is None:
+        shape = ref.value.shape
+        g = np.linspace(-1.0, 1.5, num=max(1, int(np.prod(shape))))[: int(np.prod(shape))].reshape(shape)
+        case.arrays["grad_output"] = (g if shape else np.asarray(0.75)).astype(ref.dtype or dtype)
+    return case
+
+
+def _mk(loss, name, reason, dtype, arrays, kwargs=None, expect_error=None, float_target=False):
+    """A catalogue case: float arrays in ``dtype`` (index targets stay int64), plus a grad_output."""
+    conv = {}
+    for k, v in arrays.items():
+        a = np.asarray(v)
+        conv[k] = a.astype(dtype) if a.dtype.kind == "f" and a.dtype != dtype else a   # astype keeps F order
+    case = Case(loss, conv, dict(kwargs or {}), origin=name, reason=reason, expect_error=expect_error)
+    return case if expect_error else _with_grad(case, dtype)
+
+
+def _t(v, dt=np.int64):
+    return np.asarray(v, dtype=dt)
+
+
+def _ce(dt):
+    L = "cross_entropy"
+    for r in _REDS:
+        yield _mk(L, f"ce_spec_weighted_{r}", "spec 3.1: the weighted mean divides by sum w[t] over non-ignored "
+                  "samples, not by N", dt, dict(input=_X43, target=_t([2, 0, 1, -100]), weight=_W3), dict(reduction=r))
+        yield _mk(L, f"ce_smoothing_weighted_{r}", "spec 5.1: the smoothing term weights class c by w_c and shares "
+                  "the denominator; ignored rows add nothing", dt,
+                  dict(input=_X33, target=_t([2, 0, -100]), weight=_W3), dict(reduction=r, label_smoothing=0.2))
+        yield _mk(L, f"ce_prob_targets_{r}", "spec 6: soft targets need not sum to 1, may be negative; mean "
+                  "divides by the sample count, not by the weights", dt,
+                  dict(input=_X23, target=[[2.0, 3.0, -1.0], [0.2, 0.3, 0.5]], weight=_W3),
+                  dict(reduction=r, label_smoothing=0.3), float_target=True)
+        yield _mk(L, f"ce_C1_{r}", "spec 1.3: one class: log_softmax is exactly 0, loss and gradient 0", dt,
+                  dict(input=[[0.5], [-1.0]], target=_t([0, 0])), dict(reduction=r))
+        yield _mk(L, f"ce_empty_batch_{r}", "spec 1.2: N = 0: mean is nan, sum 0, none empty", dt,
+                  dict(input=np.zeros((0, 3)), target=_t(np.zeros(0))), dict(reduction=r))
+        yield _mk(L, f"ce_spatial_{r}", "spec 1.1: (N, C, d1, d2) with the class on axis 1, ignore and weight", dt,
+                  dict(input=np.arange(24.0).reshape(2, 3, 2, 2) / 7 - 1,
+                       target=_t([[[0, 1], [2, -100]], [[2, 2], [1, 0]]]), weight=_W3), dict(reduction=r))
+    yield _mk(L, "ce_all_ignored_mean", "spec 3.2/10.2: every target ignored: mean is nan, gradient exactly 0",
+              dt, dict(input=_X23, target=_t([-100, -100]), weight=_W3), dict(label_smoothing=0.3))
+    yield _mk(L, "ce_zero_weight_denominator", "spec 3.1/10.2: weights of the targets sum to 0: mean is nan "
+              "and the gradient of every valid row nan", dt,
+              dict(input=_X23, target=_t([0, 2]), weight=[0.0, 1.0, 0.0]))
+    yield _mk(L, "ce_ignore_index_is_a_class", "spec 4: ignore_index may be a valid class", dt,
+              dict(input=_X33, target=_t([0, 1, 2])), dict(ignore_index=0, reduction="none"))
+    yield _mk(L, "ce_nan_in_ignored_row", "spec 9: NaN in an ignored row must not reach the loss (its "
+              "gradient is nan in torch, spec 10.2)", dt,
+              dict(input=[[nan, 0.0, 1.0], [0.5, 0.2, 0.1]], target=_t([-100, 1])), dict(label_smoothing=0.1))
+    yield _mk(L, "ce_pos_inf_logit", "spec 9/14: +inf logit off the target: torch gives nan, the exact "
+              "limit is +inf (either is accepted; the limit is reported as torch_differs)", dt,
+              dict(input=[[inf, 0.0, 1.0], [-inf, 0.0, 1.0], [-inf, 0.0, 1.0]], target=_t([1, 0, 1])),
+              dict(reduction="none"))
+    yield _mk(L, "ce_huge_logits", "logits of 1e4: a loss computed without the max shift overflows", dt,
+              dict(input=[[1e4, -1e4, 0.0], [-3e3, 5e3, 5e3 - 1]], target=_t([1, 2])), dict(reduction="none"))
+    yield _mk(L, "ce_confident_rows", "target logit 30 above the rest: a tiny exact loss (torch float32 "
+              "returns -0.0: allowed, the error is bounded by the size of the logits)", dt,
+              dict(input=[[30.0, 0.0, 0.0], [0.0, -5.0, 60.0]], target=_t([0, 2])), dict(reduction="none"))
+    yield _mk(L, "ce_unbatched_weight_mean", "spec 3.3: a (C,) input: mean is the unweighted loss", dt,
+              dict(input=[0.5, -1.0, 2.0], target=_t(1), weight=[1.0, 3.0, 1.0]))
+    yield _mk(L, "ce_smoothing_one", "spec 5.2: label_smoothing = 1 is the pure uniform target", dt,
+              dict(input=_X23, target=_t([1, 2])), dict(label_smoothing=1.0, reduction="none"))
+    yield _mk(L, "ce_negative_smoothing_ignored", "spec 5.2: label_smoothing < 0 silently behaves like 0", dt,
+              dict(input=_X23, target=_t([0, 2])), dict(label_smoothing=-0.1))
+    x = np.random.default_rng(7).standard_normal((5, 4))
+    yield _mk(L, "ce_fortran_order", "a Fortran-ordered input (class axis contiguous in memory the other way)",
+              dt, dict(input=np.asfortranarray(x.astype(dt)), target=_t([0, 3, 1, 2, 3])), dict(reduction="none"))
+    big = np.zeros((5, 8))
+    big[:, ::2] = x
+    yield _mk(L, "ce_strided_input", "a non-contiguous (every other column) input", dt,
+              dict(input=big.astype(dt)[:, ::2], target=_t([0, 3, 1, 2, 3])), dict(reduction="sum"))
+    if dt == "float32":
+        xv = np.full((2, 100_000), -1.2)
+        xv[:, 0] = 0.0
+        yield _mk(L, "ce_large_vocab_constant_tail", "C = 1e5 float32 with a constant tail: every exp term is "
+                  "the same, so a serial float32 sum rounds the same way 1e5 times (error 9.5e-4 vs torch's "
+                  "8.1e-5; the bound is 1.9e-4)", dt, dict(input=xv, target=_t([1, 5])), dict(reduction="none"))
+
+
+def _nll(dt):
+    L = "nll_loss"
+    for r in _REDS:
+        yield _mk(L, f"nll_weighted_ignored_{r}", "spec 3.1/10.1: -w[t]*x[t], ignored rows 0, mean over sum w[t]",
+                  dt, dict(input=_X43, target=_t([2, 0, 1, -100]), weight=_W3), dict(reduction=r))
+    yield _mk(L, "nll_nan_elsewhere_harmless", "spec 9: NLL reads only x[s, t_s]; NaN elsewhere is harmless",
+              dt, dict(input=[[nan, 0.0, 1.0], [0.5, 0.2, 0.1]], target=_t([1, 1])), dict(reduction="none"))
+    yield _mk(L, "nll_negative_weights", "spec 3.1: negative weights are accepted; sum w[t] = 0 gives +-inf",
+              dt, dict(input=_X23, target=_t([0, 2]), weight=[-2.0, 1.0, 1.0]))
+    yield _mk(L, "nll_unbatched_weight", "spec 3.3: (C,) input with weight: mean cancels the weight", dt,
+              dict(input=[0.5, -1.0, 2.0], target=_t(1), weight=[1.0, 3.0, 1.0]))
+    yield _mk(L, "nll_all_ignored", "spec 3.2: every target ignored: mean nan, gradient 0", dt,
+              dict(input=_X23, target=_t([-100, -100])))
+    rng = np.random.default_rng(11)
+    yield _mk(L, "nll_large_batch", "N = 5000: the batch reduction and the weight denominator", dt,
+              dict(input=rng.standard_normal((5000, 4)), target=_t(rng.integers(0, 4, 5000)),
+                   weight=rng.uniform(0.5, 2.0, 4)))
+
+
+def _bce(dt):
+    L = "binary_cross_entropy"
+    x = [0.0, 1.0, 0.0, 1.0, 1e-30, 0.5, 0.0, 0.3]
+    y = [1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.7]
+    for r in _REDS:
+        yield _mk(L, f"bce_clamp_{r}", "spec 7.1/10.3: each log is clamped at -100 (x in {0, 1}); the gradient "
+                  "denominator is floored at float32(1e-12)", dt, dict(input=x, target=y), dict(reduction=r))
+    yield _mk(L, "bce_weight_broadcast", "spec 7.3: a (2, 1) weight broadcasts along the last dim", dt,
+              dict(input=[[0.25, 0.5, 0.75], [0.1, 0.2, 0.9]], target=[[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]],
+                   weight=[[2.0], [3.0]]), dict(reduction="none"))
+    yield _mk(L, "bce_mean_ignores_weights", "spec 3.4: mean = sum(w*l)/numel, weights not in the denominator",
+              dt, dict(input=[[0.25, 0.5, 0.75], [0.1, 0.2, 0.9]], target=[[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]],
+                       weight=[1.0, 2.0, 3.0]))
+    yield _mk(L, "bce_0d", "spec 1.4: a 0-d input gives a 0-d result", dt, dict(input=0.25, target=1.0))
+    yield _mk(L, "bce_near_one", "x just below 1: log1p(-x) needs the log1p form", dt,
+              dict(input=[1 - 2**-20, 2**-20, 1 - 2**-10], target=[0.0, 1.0, 0.25]), dict(reduction="none"))
+
+
+def _bcewl(dt):
+    L = "binary_cross_entropy_with_logits"
+    x = [-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4]
+    for v in (0.0, 1.0):
+        yield _mk(L, f"bcewl_large_logits_y{int(v)}", "spec 8.2: large finite logits are stable", dt,
+                  dict(input=x, target=[v] * 7), dict(reduction="none"))
+    yield _mk(L, "bcewl_inf_logits", "spec 8.2/14: infinite logits: torch gives nan except (+inf, y=0); the "
+              "exact limit at (-inf, y>0) is +inf (reported as torch_differs)", dt,
+              dict(input=[-inf, inf, -inf, inf], target=[0.0, 0.0, 1.0, 1.0]), dict(reduction="none"))
+    yield _mk(L, "bcewl_pos_weight_last_dim", "spec 8.3: a (C,) pos_weight broadcasts against the LAST dim", dt,
+              dict(input=np.linspace(-2, 2, 24).reshape(2, 3, 4), target=np.tile([1.0, 0.0, 0.5, 1.0], (2, 3, 1)),
+                   pos_weight=[1.0, 2.0, 3.0, 4.0]), dict(reduction="none"))
+    yield _mk(L, "bcewl_pos_weight_per_channel", "spec 8.3: a (C, 1) pos_weight is per channel of a (N, C, L) input", dt,
+              dict(input=np.linspace(-2, 2, 24).reshape(2, 3, 4), target=np.ones((2, 3, 4)),
+                   pos_weight=[[1.0], [2.0], [3.0]], weight=[[1.0, 0.5, 2.0, 0.0]]), dict(reduction="sum"))
+    yield _mk(L, "bcewl_tiny_loss", "spec 14: y = 1 at large logits: the exact loss is ~1e-18, not 0", dt,
+              dict(input=[40.0, 20.0, 60.0], target=[1.0, 1.0, 1.0]), dict(reduction="none"))
+    yield _mk(L, "bcewl_targets_outside_01", "spec 8.2: targets outside [0, 1] are accepted", dt,
+              dict(input=[0.5, -0.5], target=[2.0, -1.0]), dict(reduction="none"))
+    yield _mk(L, "bcewl_scalar_pos_weight", "spec 8.3: 0-d pos_weight", dt,
+              dict(input=[0.5, -1.0], target=[1.0, 0.0], pos_weight=2.0), dict(reduction="mean"))
+
+
+def _errors(dt):
+    """Spec section 11: invalid arguments and the exception type torch raises."""
+    z23 = np.zeros((2, 3), dt)
+    t01 = _t([0, 1])
+    E = []
+    for L in ("cross_entropy", "nll_loss"):
+        s = "ce" if L == "cross_entropy" else "nll"
+        E += [
+            (L, f"{s}_err_bad_reduction", dict(input=z23, target=t01), dict(reduction="bogus"), "ValueError"),
+            (L, f"{s}_err_weight_length", dict(input=z23, target=t01, weight=np.ones(4, dt)), {}, "RuntimeError"),
+            (L, f"{s}_err_target_ge_C", dict(input=z23, target=_t([0, 3])), {}, "IndexError"),
+            (L, f"{s}_err_negative_target", dict(input=z23, target=_t([0, -1])), {}, "IndexError"),
+            (L, f"{s}_err_batch_mismatch", dict(input=z23, target=_t([0, 1, 2])), {}, "ValueError"),
+            (L, f"{s}_err_int32_target", dict(input=z23, target=_t([0, 1], np.int32)), {}, "RuntimeError"),
+            (L, f"{s}_err_spatial_target_shape", dict(input=np.zeros((2, 3, 4), dt), target=_t(np.zeros((2, 5)))),
+             {}, "RuntimeError"),
+            (L, f"{s}_err_integer_input", dict(input=np.zeros((2, 3), np.int64), target=t01), {},
+             "NotImplementedError"),
+            (L, f"{s}_err_1d_input_2_targets", dict(input=np.zeros(3, dt), target=t01), {}, "ValueError"),
+        ]
+    other = np.float64 if dt == "float32" else np.float32
+    E += [
+        ("nll_loss", "nll_err_weight_dtype", dict(input=z23, target=t01, weight=np.ones(3, other)), {},
+         "RuntimeError"),
+        ("nll_loss", "nll_err_0d_input", dict(input=np.asarray(1.0, dt), target=_t(0)), {}, "ValueError"),
+        ("cross_entropy", "ce_err_smoothing_gt_1", dict(input=z23, target=t01), dict(label_smoothing=1.01),
+         "RuntimeError"),
+        ("cross_entropy", "ce_err_float_index_target", dict(input=z23, target=np.asarray([0.0, 1.0], dt)), {},
+         "RuntimeError"),
+        ("cross_entropy", "ce_err_int_prob_target", dict(input=z23, target=np.zeros((2, 3), np.int64)), {},
+         "RuntimeError"),
+        ("cross_entropy", "ce_err_ignore_index_prob_target", dict(input=z23, target=np.zeros((2, 3), dt)),
+         dict(ignore_index=1), "RuntimeError"),
+        ("cross_entropy", "ce_err_prob_weight_length", dict(input=z23, target=np.zeros((2, 3), dt),
+                                                            weight=np.ones(4, dt)), {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_shape", dict(input=np.full(2, 0.5, dt), target=np.zeros(3, dt)), {},
+         "ValueError"),
+        ("binary_cross_entropy", "bce_err_input_range", dict(input=np.full(2, 1.5, dt), target=np.zeros(2, dt)),
+         {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_nan_input", dict(input=np.asarray([nan, 0.5], dt),
+                                                          target=np.zeros(2, dt)), {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_target_range", dict(input=np.full(2, 0.5, dt),
+                                                             target=np.full(2, 2.0, dt)), {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_dtype_mismatch", dict(input=np.full(2, 0.5, dt),
+                                                               target=np.zeros(2, other)), {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_weight_broadcast", dict(input=np.full((2, 3), 0.5, dt),
+                                                                 target=np.zeros((2, 3), dt),
+                                                                 weight=np.ones(2, dt)), {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_weight_bigger", dict(input=np.full((2, 3), 0.5, dt),
+                                                              target=np.zeros((2, 3), dt),
+                                                              weight=np.ones((2, 2, 3), dt)), {}, "RuntimeError"),
+        ("binary_cross_entropy", "bce_err_bad_reduction", dict(input=np.full(2, 0.5, dt), target=np.zeros(2, dt)),
+         dict(reduction="Mean"), "ValueError"),
+        ("binary_cross_entropy_with_logits", "bcewl_err_shape", dict(input=np.zeros(2, dt), target=np.zeros(3, dt)),
+         {}, "ValueError"),
+        ("binary_cross_entropy_with_logits", "bcewl_err_pos_weight", dict(input=z23, target=z23,
+                                                                         pos_weight=np.ones(2, dt)), {},
+         "RuntimeError"),
+        ("binary_cross_entropy_with_logits", "bcewl_err_weight", dict(input=z23, target=z23, weight=np.ones(2, dt)),
+         {}, "RuntimeError"),
+        ("binary_cross_entropy_with_logits", "bcewl_err_int_target", dict(input=z23,
+                                                                         target=np.zeros((2, 3), np.int64)), {},
+         "RuntimeError"),
+    ]
+    for loss, name, arrays, kw, err in E:
+        yield Case(loss, arrays, kw, origin=name, reason=f"spec 11: torch raises {err}", expect_error=err)
+
+
+_MAKERS = {"cross_entropy": _ce, "nll_loss": _nll, "binary_cross_entropy": _bce,
+           "binary_cross_entropy_with_logits": _bcewl}
+
+
+def entries(loss: str, dtypes=("float32", "float64")) -> list[Case]:
+    """The catalogue cases of ``loss`` for each dtype in ``dtypes`` (float32/float64)."""
+    out = []
+    for dt in dtypes:
+        if dt not in ("float32", "float64"):
+            continue
+        new = list(_MAKERS[loss](dt)) + [c for c in _errors(dt) if c.loss == loss]
+        for c in new:
+            c.origin = f"{c.origin}[{dt}]"
+        out += new
+    return out

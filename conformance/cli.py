@@ -1,0 +1,245 @@
+"""The ``nbxent-conformance`` command (also ``python -m conformance``).
+
+    nbxent-conformance run [--candidate SPEC ...] [--loss NAME ...] [--oracle NAME ...]
+                           [--dtype NAME ...] [--max-examples N] [--seed S] [--report-dir DIR]
+    nbxent-conformance list-candidates
+    nbxent-conformance report REPORT_JSON [--report-dir DIR]
+
+Exit status: 0 every check passed; 1 at least one conformance failure (fail,
+error, crash or timeout); 2 usage or setup error (bad option, a candidate that
+cannot be found, an unknown loss, a report directory that cannot be written,
+nothing to check, or an internal error of the harness, whose traceback is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import traceback
+from typing import Sequence
+
+from conformance import candidates
+from conformance.config import BUILTIN_CANDIDATES, DTYPES, ORACLES, CampaignConfig
+from conformance.model import LOSSES
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+CANDIDATE_HELP = """\
+A candidate is an implementation of the losses under test, named by a SPEC:
+
+  nbxent                the built-in NumPy/Numba CPU backend
+  nbxent.cuda           the CUDA backend (on the CUDA simulator when no GPU is present)
+  torch                 torch.nn.functional itself, on CPU (the behaviour everything is measured against)
+  package.module        any importable module exposing some of cross_entropy, nll_loss,
+                        binary_cross_entropy, binary_cross_entropy_with_logits on NumPy arrays
+  path/to/file.py       the same, loaded from a file
+  SPEC:attr             an attribute of the module (an object or namespace holding the functions)
+
+A candidate implements as much as it likes: a loss or keyword it lacks is reported
+as "not supported" (skipped), never failed. See docs/conformance.md and
+docs/candidates.md for the optional declaration of supported features.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error already; this only makes ``error`` testable and uniform."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="nbxent-conformance",
+        description="Fuzz classification-loss implementations against exact (mpmath / float64) "
+                    "oracles and torch semantics; write report.json, junit.xml and summary.md.",
+        epilog=CANDIDATE_HELP + "\nExit status: 0 all checks pass, 1 conformance failure, 2 usage or setup error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a campaign and write the reports",
+                         epilog=CANDIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--candidate", "-c", dest="candidates", action="extend", nargs="+", metavar="SPEC",
+                     help=f"implementation to check (repeatable; default: {' '.join(BUILTIN_CANDIDATES)})")
+    run.add_argument("--loss", "-l", dest="losses", action="extend", nargs="+", metavar="NAME", choices=LOSSES,
+                     help=f"loss to check (repeatable; default: all of {', '.join(LOSSES)})")
+    run.add_argument("--oracle", dest="oracles", action="extend", nargs="+", metavar="NAME", choices=ORACLES,
+                     help=f"reference implementation (repeatable; default: {', '.join(ORACLES)})")
+    run.add_argument("--dtype", dest="dtypes", action="extend", nargs="+", metavar="NAME", choices=DTYPES,
+                     help=f"input dtype to generate (repeatable; default: {', '.join(DTYPES)})")
+    default = CampaignConfig()
+    run.add_argument("--max-examples", type=_positive_int, default=default.max_examples, metavar="N",
+                     help="fuzzed examples per candidate and loss (default: %(default)s)")
+    run.add_argument("--seed", type=_seed, default=default.seed, metavar="S",
+                     help="seed of the whole campaign; the same seed reproduces the same cases (default: %(default)s)")
+    run.add_argument("--report-dir", default=default.report_dir, metavar="DIR",
+                     help="where the reports and reproducers go (default: ./%(default)s/)")
+    run.add_argument("--case-timeout", type=float, default=default.case_timeout_s, metavar="SECONDS",
+                     help="time limit per call of a candidate, first (compiling) call included (default: %(default)s)")
+    run.add_argument("--no-catalogue", action="store_true",
+                     help="fuzzed cases only; skip the catalogue of hand-picked edge cases")
+    run.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+
+    sub.add_parser("list-candidates", help="explain candidates and list the built-in ones",
+                   epilog=CANDIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    rep = sub.add_parser("report", help="re-render junit.xml, summary.md and the console summary from a report.json")
+    rep.add_argument("report_json", metavar="REPORT_JSON")
+    rep.add_argument("--report-dir", metavar="DIR", help="where to write (default: the report.json's directory)")
+    return parser
+
+
+def check_candidate_spec(spec: str) -> str | None:
+    """Why ``spec`` cannot name a candidate, or None if it looks loadable.
+
+    Only locates the module (nothing is imported here: candidates run in worker
+    processes, so a candidate that crashes at import cannot take the CLI down).
+    """
+    try:
+        target, _ = candidates.resolve(spec)
+    except candidates.CandidateLoadError as exc:
+        return str(exc)
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        if not os.path.isfile(target):
+            return f"no such file: {target}"
+        return None
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError) as exc:
+        return f"cannot import {target}: {exc}"
+    return None if found is not None else f"no module named {target!r}"
+
+
+def check_report_dir(path: str) -> str | None:
+    """Why reports cannot be written to ``path``, or None (the directory is created)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
+
+
+def _run_campaign(config: CampaignConfig, progress):
+    """The engine entry point (an indirection so tests can replace the engine)."""
+    from conformance.engine import run_campaign
+
+    return run_campaign(config, progress)
+
+
+#: What the engine raises for a setup problem: a candidate that cannot be imported or
+#: declares nonsense (candidates.CandidateLoadError), an oracle whose library is missing
+#: (oracles.OracleUnavailable); both are ImportErrors.
+_SETUP_ERRORS = (ImportError, FileNotFoundError)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from conformance import reports
+
+    config = CampaignConfig(max_examples=args.max_examples, seed=args.seed, report_dir=args.report_dir,
+                            case_timeout_s=args.case_timeout, run_catalogue=not args.no_catalogue)
+    for attr in ("candidates", "losses", "oracles", "dtypes"):
+        given = getattr(args, attr)
+        if given:
+            setattr(config, attr, list(dict.fromkeys(given)))
+    for spec in config.candidates:
+        why = check_candidate_spec(spec)
+        if why:
+            print(f"nbxent-conformance: error: candidate {spec!r}: {why}", file=sys.stderr)
+            return EXIT_USAGE
+    why = check_report_dir(config.report_dir)
+    if why:
+        print(f"nbxent-conformance: error: report directory not writable: {why}", file=sys.stderr)
+        return EXIT_USAGE
+
+    bar = None if args.no_progress else reports.ProgressBar(sys.stderr)
+    try:
+        results = _run_campaign(config, bar)
+    except _SETUP_ERRORS as exc:
+        print(f"nbxent-conformance: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if bar is not None:
+            bar.close()
+    if not results.results:
+        print("nbxent-conformance: error: nothing was checked (no candidate implements any selected loss)",
+              file=sys.stderr)
+        reports.write_reports(results, config.report_dir)
+        return EXIT_USAGE
+    paths = reports.write_reports(results, config.report_dir)
+    reports.print_summary(results, paths)
+    return EXIT_FAIL if results.failed else EXIT_PASS
+
+
+def cmd_list_candidates(args: argparse.Namespace) -> int:
+    print(CANDIDATE_HELP)
+    print("Built-in candidates (checked when `run` gets no --candidate):")
+    for name in BUILTIN_CANDIDATES:
+        why = check_candidate_spec(name)
+        state = "" if why is None else f"  (unavailable: {why})"
+        print(f"  {name}{state}")
+    return EXIT_PASS
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance import reports
+
+    try:
+        results = reports.read_json(args.report_json)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"nbxent-conformance: error: cannot read {args.report_json!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.report_dir or os.path.dirname(os.path.abspath(args.report_json))
+    why = check_report_dir(out)
+    if why:
+        print(f"nbxent-conformance: error: report directory not writable: {why}", file=sys.stderr)
+        return EXIT_USAGE
+    paths = {"junit": reports.write_junit(results, out), "markdown": reports.write_markdown(results, out)}
+    reports.print_summary(results, paths)
+    return EXIT_FAIL if results.failed else EXIT_PASS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nbxent-conformance``; returns the exit status (0 pass, 1 fail, 2 usage/setup)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:                 # --help exits 0, a usage error 2
+        return int(exc.code or 0)
+    handlers = {"run": cmd_run, "list-candidates": cmd_list_candidates, "report": cmd_report}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("nbxent-conformance: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:                         # a harness bug must not read as a conformance verdict
+        traceback.print_exc()
+        print("nbxent-conformance: internal error (see the traceback above)", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,81 @@
+"""Pure comparison of a candidate's output with a reference (no I/O, no state).
+
+:func:`compare` returns a :class:`Comparison`: the error measure the reports
+print (max abs/rel/ulp error, k of n bad, the worst element at full precision)
+and, separately, the NaN/inf pattern mismatches. ulp errors are in units of the
+spacing of the candidate's dtype at the reference value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from conformance.model import ErrorMeasure
+
+
+@dataclass
+class Comparison:
+    measure: ErrorMeasure
+    n_pattern_bad: int = 0                  # NaN/inf where the reference has none, or the reverse
+    pattern_examples: list[str] = field(default_factory=list)
+
+    @property
+    def value_ok(self) -> bool:
+        return self.measure.n_bad == 0
+
+    @property
+    def pattern_ok(self) -> bool:
+        return self.n_pattern_bad == 0
+
+
+def _same_nonfinite(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Elementwise: both NaN, or both the same infinity, or both finite."""
+    return (np.isnan(got) & np.isnan(want)) | (np.isinf(got) & (got == want)) | (np.isfinite(got) & np.isfinite(want))
+
+
+def ulp_error(got: np.ndarray, want: np.ndarray, dtype) -> np.ndarray:
+    """|got - want| in ulps of ``dtype`` at the reference value (finite elements only)."""
+    dt = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.dtype(np.float64)
+    with np.errstate(all="ignore"):
+        spacing = np.spacing(np.abs(want).astype(dt)).astype(np.float64)
+        spacing = np.where(spacing > 0, spacing, float(np.finfo(dt).smallest_subnormal))
+        return np.abs(got - want) / spacing
+
+
+def compare(got, want, tol, dtype, tolerance_desc: str = "") -> Comparison:
+    """Compare ``got`` (any float dtype) with the float64 ``want`` under per-element ``tol``.
+
+    Shapes must already agree (the shape check is separate). Signed zeros are equal.
+    """
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
+    same = _same_nonfinite(got, want)
+    both = np.isfinite(got) & np.isfinite(want)
+    m = ErrorMeasure(n_total=int(want.size), tolerance=tolerance_desc)
+    pattern_bad = ~same
+    g1, w1 = np.atleast_1d(got), np.atleast_1d(want)
+    examples = [f"at {[int(i) for i in idx]}: got {float(g1[tuple(idx)])!r}, want {float(w1[tuple(idx)])!r}"
+                for idx in np.argwhere(np.atleast_1d(pattern_bad))[:3]]
+    with np.errstate(all="ignore"):
+        diff = np.where(both, np.abs(got - want), 0.0)
+        rel = np.where(both & (want != 0), diff / np.abs(want), np.where(both & (diff > 0), np.inf, 0.0))
+        ulps = np.where(both, ulp_error(got, want, dtype), 0.0)
+        bad = both & (diff > tol)
+    m.n_bad = int(bad.sum())
+    if want.size:
+        m.max_abs = float(diff.max())
+        m.max_rel = float(rel.max())
+        m.max_ulp = float(ulps.max())
+        # the worst element: the largest violation of the tolerance, else the largest ulp error
+        score = np.where(bad, diff / np.where(tol > 0, tol, np.finfo(np.float64).tiny), 0.0) if m.n_bad else ulps
+        flat = int(np.argmax(score.reshape(-1)))
+        idx = np.unravel_index(flat, want.shape) if want.ndim else ()
+        m.worst_index = [int(i) for i in idx]
+        m.worst_got = float(got[idx]) if want.ndim else float(got)
+        m.worst_want = float(want[idx]) if want.ndim else float(want)
+        if m.n_bad:
+            allowed = float(tol[idx]) if want.ndim else float(tol)
+            m.tolerance = f"{tolerance_desc}; allowed {allowed:.3e} at the worst element"
+    return Comparison(m, int(pattern_bad.sum()), examples)

@@ -1,0 +1,210 @@
+"""The exact oracle: 50-digit mpmath evaluation of the losses for small cases.
+
+Values are exact mathematical limits, not torch's rounding or its NaN quirks
+(spec section 14): a term whose coefficient is exactly zero (weight 0, target
+probability 0, ``1 - eps`` at eps = 1, ``1 - y`` at y = 1) is absent instead of
+``0 * inf = nan``, the log-sum-exp is evaluated without a max shift (mpmath
+has no overflow, so ``exp(+inf) = inf`` gives the +inf limit), and
+BCE-with-logits uses the softplus split that reaches +inf at infinite logits.
+Where torch's float64 value and this one differ, the engine records a Finding.
+The results are rounded once to float64.
+"""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from conformance.oracles import Reference
+from conformance.oracles._layout import bce_broadcast, from_rows, sample_shape, to_rows
+from conformance.oracles.validate import expected_error
+
+DPS = 50
+#: Larger cases are left to the float64 oracles (mpmath costs microseconds per operation).
+MAX_ELEMENTS = 256
+_BCE_GRAD_FLOOR = mpmath.mpf(float(np.float32(1e-12)))
+NAN = mpmath.mpf("nan")
+
+
+def _mul(c, v):
+    """c*v where an exactly-zero coefficient removes the term (the limit of c*v as c -> 0)."""
+    return mpmath.mpf(0) if c == 0 else c * v
+
+
+def _div(a, b):
+    """a/b with IEEE conventions (mpmath raises on division by zero)."""
+    if b == 0:
+        if a == 0 or mpmath.isnan(a):
+            return NAN
+        return mpmath.inf if a > 0 else -mpmath.inf
+    return a / b
+
+
+def _mp(a) -> np.ndarray:
+    return np.vectorize(mpmath.mpf, otypes=[object])(np.asarray(a, dtype=np.float64))
+
+
+def _to_f64(a) -> np.ndarray:
+    return np.vectorize(float, otypes=[np.float64])(np.asarray(a, dtype=object))
+
+
+def _lse(row):
+    return mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+
+
+def _reduce(per: list, red: str, shape, denom):
+    if red == "none":
+        return np.array(per, dtype=object).reshape(shape)
+    total = mpmath.fsum(per) if per else mpmath.mpf(0)
+    return np.array(total if red == "sum" else _div(total, denom), dtype=object)
+
+
+def _gs(g, red, n, denom):
+    g = np.asarray(g, dtype=np.float64)
+    if red == "none":
+        return [mpmath.mpf(v) for v in np.broadcast_to(g, (n,)).reshape(-1)] if g.ndim == 0 \
+            else [mpmath.mpf(v) for v in g.reshape(-1)]
+    gg = mpmath.mpf(float(g))
+    return [gg if red == "sum" else _div(gg, denom)] * n
+
+
+def _class_index(loss, arrays, kwargs, want_grad):
+    x = arrays["input"]
+    xr = _mp(to_rows(x))
+    S, C = xr.shape
+    tr = np.asarray(arrays["target"]).astype(np.int64).reshape(-1)
+    ii = kwargs.get("ignore_index", -100)
+    red = kwargs.get("reduction", "mean")
+    eps = float(kwargs.get("label_smoothing", 0.0)) if loss == "cross_entropy" else 0.0
+    eps = mpmath.mpf(eps if eps > 0 else 0.0)
+    w = arrays.get("weight")
+    wc = [mpmath.mpf(1)] * C if w is None else [mpmath.mpf(float(v)) for v in w]
+    per, lses, W = [], [], mpmath.mpf(0)
+    for s in range(S):
+        row = xr[s]
+        lse = _lse(row) if loss == "cross_entropy" else mpmath.mpf(0)
+        lses.append(lse)
+        if tr[s] == ii:
+            per.append(mpmath.mpf(0))
+            continue
+        t = int(tr[s])
+        W += wc[t]
+        lp = (lambda c: row[c] - lse) if loss == "cross_entropy" else (lambda c: row[c])
+        val = _mul((1 - eps) * wc[t], -lp(t))
+        if eps > 0:
+            val += _mul(eps / C, mpmath.fsum(_mul(wc[c], -lp(c)) for c in range(C)))
+        per.append(val)
+    unbatched = x.ndim == 1
+    if red == "none" and not unbatched:
+        value = _reduce(per, "none", sample_shape(x.shape), W)
+    else:
+        value = _reduce(per, "sum" if red == "none" else red, (), W)
+    grad = None
+    if want_grad:
+        gs = _gs(arrays["grad_output"], "sum" if (red == "none" and unbatched) else red, S, W)
+        sw = mpmath.fsum(wc)
+        out = np.empty((S, C), dtype=object)
+        for s in range(S):
+            if tr[s] == ii:
+                out[s] = mpmath.mpf(0)
+                continue
+            t = int(tr[s])
+            B = (1 - eps) * wc[t] + eps / C * sw
+            for j in range(C):
+                hot = (1 - eps) * wc[t] if j == t else 0
+                if loss == "cross_entropy":
+                    sm = mpmath.exp(xr[s, j] - lses[s])
+                    out[s, j] = gs[s] * (_mul(B, sm) - hot - eps / C * wc[j])
+                else:
+                    out[s, j] = _mul(gs[s], -hot) if j == t else mpmath.mpf(0)
+        grad = from_rows(out, x.shape)
+    return value, grad
+
+
+def _class_prob(arrays, kwargs, want_grad):
+    x = arrays["input"]
+    xr, pr = _mp(to_rows(x)), _mp(to_rows(arrays["target"]))
+    S, C = xr.shape
+    red = kwargs.get("reduction", "mean")
+    eps = float(kwargs.get("label_smoothing", 0.0))
+    eps = mpmath.mpf(eps if eps > 0 else 0.0)
+    w = arrays.get("weight")
+    wc = [mpmath.mpf(1)] * C if w is None else [mpmath.mpf(float(v)) for v in w]
+    q = (1 - eps) * pr + eps / C if eps > 0 else pr
+    per, lses = [], []
+    for s in range(S):
+        lse = _lse(xr[s])
+        lses.append(lse)
+        per.append(mpmath.fsum(_mul(wc[c] * q[s, c], lse - xr[s, c]) for c in range(C)))
+    value = _reduce(per, red, sample_shape(x.shape), mpmath.mpf(S))
+    grad = None
+    if want_grad:
+        gs = _gs(arrays["grad_output"], red, S, mpmath.mpf(S))
+        out = np.empty((S, C), dtype=object)
+        for s in range(S):
+            swq = mpmath.fsum(wc[c] * q[s, c] for c in range(C))
+            for j in range(C):
+                sm = mpmath.exp(xr[s, j] - lses[s])
+                out[s, j] = gs[s] * (_mul(swq, sm) - wc[j] * q[s, j])
+        grad = from_rows(out, x.shape)
+    return value, grad
+
+
+def _elementwise(arrays, kwargs, want_grad, loss):
+    x = _mp(arrays["input"])
+    y = _mp(arrays["target"])
+    w = _mp(bce_broadcast(arrays.get("weight"), x.shape))
+    pw = arrays.get("pos_weight")
+    pwb = _mp(bce_broadcast(pw, x.shape))
+    red = kwargs.get("reduction", "mean")
+    l = np.empty(x.shape, dtype=object)
+    g = np.empty(x.shape, dtype=object) if want_grad else None
+    n = x.size
+    gs = _gs(arrays["grad_output"], red, n, mpmath.mpf(n)) if want_grad else None
+    for i, idx in enumerate(np.ndindex(x.shape)):
+        xi, yi, wi, pi = x[idx], y[idx], w[idx], pwb[idx]
+        if loss == "binary_cross_entropy":
+            l1 = mpmath.log1p(-xi) if xi < 1 else -mpmath.inf
+            l2 = mpmath.log(xi) if xi > 0 else -mpmath.inf
+            li = (yi - 1) * max(l1, mpmath.mpf(-100)) - yi * max(l2, mpmath.mpf(-100))
+            if want_grad:
+                g[idx] = gs[i] * (xi - yi) / max((1 - xi) * xi, _BCE_GRAD_FLOOR) * wi
+        else:
+            lw = (pi - 1) * yi + 1
+            if mpmath.isnan(xi) or mpmath.isnan(yi):
+                li = NAN
+            elif xi >= 0:   # (1-y)*x + lw*softplus(-x)
+                li = _mul(1 - yi, xi) + _mul(lw, mpmath.log1p(mpmath.exp(-xi)))
+            else:           # the same, rewritten so x -> -inf reaches its limit: -pw*y*x + lw*softplus(x)
+                li = _mul(-pi * yi, xi) + _mul(lw, mpmath.log1p(mpmath.exp(xi)))
+            if want_grad:
+                sig = 1 / (1 + mpmath.exp(-xi))
+                g[idx] = gs[i] * wi * ((pi * yi + 1 - yi) * sig - pi * yi)
+        l[idx] = _mul(wi, li)
+    return _reduce(list(l.reshape(-1)), red, x.shape, mpmath.mpf(n)), g
+
+
+class MpmathOracle:
+    """Exact values (50 digits, rounded once to float64) for cases of at most MAX_ELEMENTS inputs."""
+
+    name = "mpmath"
+    exact = True
+
+    def applies(self, case) -> bool:
+        return case.arrays["input"].size <= MAX_ELEMENTS
+
+    def evaluate(self, case, want_grad: bool = True) -> Reference:
+        err = expected_error(case.loss, case.arrays, case.kwargs)
+        if err is not None:
+            return Reference(self.name, error=err, exact=True)
+        want_grad = want_grad and "grad_output" in case.arrays
+        with mpmath.workdps(DPS):
+            if case.loss in ("cross_entropy", "nll_loss"):
+                if case.loss == "cross_entropy" and case.arrays["target"].shape == case.arrays["input"].shape:
+                    value, grad = _class_prob(case.arrays, case.kwargs, want_grad)
+                else:
+                    value, grad = _class_index(case.loss, case.arrays, case.kwargs, want_grad)
+            else:
+                value, grad = _elementwise(case.arrays, case.kwargs, want_grad, case.loss)
+            value = _to_f64(value)
+            grad = None if grad is None else _to_f64(grad).reshape(case.arrays["input"].shape)
+        return Reference(self.name, value=value, grad=grad, exact=True)

@@ -1,0 +1,187 @@
+"""The float64 oracle: the spec's section-0 formulas on NumPy and scipy.special.
+
+This is an independent transcription of the behavioural contract, not of any
+candidate: torch's semantics (ignore_index masking, weighted-mean denominator,
+label smoothing weights, the BCE clamp at -100 and the 1e-12f gradient floor,
+BCE-with-logits' NaN at infinite logits) are reproduced, and the gradients use
+the closed forms of spec section 0 written the way torch applies them
+(gradient w.r.t. log-probabilities, then the log_softmax backward), so NaN in
+an ignored row reaches the gradient exactly as it does in torch (spec 10.2).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_expit, logsumexp
+
+from conformance.oracles import Reference
+from conformance.oracles._layout import bce_broadcast, from_rows, sample_shape, to_rows
+from conformance.oracles.validate import expected_error
+
+#: torch's BCE gradient floor is the float32 constant 1e-12 even for float64 (spec 10.3).
+BCE_GRAD_FLOOR = float(np.float32(1e-12))
+
+
+def log_softmax_rows(xr: np.ndarray) -> np.ndarray:
+    """Row-wise log_softmax with torch's mechanics: ``(x - max) - log(sum(exp(x - max)))``.
+
+    A +inf logit makes the whole row NaN (``inf - inf``) and an all -inf row is NaN,
+    as in torch (spec 9); scipy's own ``log_softmax`` keeps the finite entries instead.
+    """
+    if xr.shape[1] == 0:
+        return xr.copy()
+    shifted = xr - np.max(xr, axis=1, keepdims=True)
+    return shifted - logsumexp(shifted, axis=1, keepdims=True)
+
+
+def _per_sample_grad(g: np.ndarray, reduction: str, n: int, denom: float) -> np.ndarray:
+    """Upstream gradient per sample: g for sum, g/denom for mean, elementwise for none."""
+    g = np.asarray(g, dtype=np.float64)
+    if reduction == "none":
+        return np.broadcast_to(g, (n,)).copy() if g.ndim == 0 else g.reshape(-1)
+    # mean with a zero denominator: 0/0 -> nan, g/0 -> +-inf, as in torch (spec 10.2)
+    scalar = np.float64(g) if reduction == "sum" else np.float64(g) / np.float64(denom)
+    return np.full(n, scalar)
+
+
+def _class_index(loss, arrays, kwargs, want_grad):
+    x = arrays["input"]
+    xr = to_rows(x)
+    S, C = xr.shape
+    tr = np.asarray(arrays["target"]).astype(np.int64).reshape(-1)
+    ii = kwargs.get("ignore_index", -100)
+    red = kwargs.get("reduction", "mean")
+    eps = float(kwargs.get("label_smoothing", 0.0)) if loss == "cross_entropy" else 0.0
+    eps = eps if eps > 0 else 0.0                            # eps < 0 or NaN behave like 0 (spec 5.2)
+    w = arrays.get("weight")
+    wc = np.ones(C) if w is None else np.asarray(w, dtype=np.float64)
+    lp = xr if loss == "nll_loss" else log_softmax_rows(xr)
+    valid = tr != ii
+    tc = np.where(valid, tr, 0)
+    rows = np.arange(S)
+    wt = np.where(valid, wc[tc], 0.0) if C else np.zeros(S)
+    nll = np.where(valid, -(lp[rows, tc] * wt), 0.0) if C else np.zeros(S)
+    smooth = np.where(valid, -(lp * wc).sum(axis=1), 0.0) if eps > 0 else np.zeros(S)
+    per = (1 - eps) * nll + (eps / C) * smooth if eps > 0 else nll
+    W = wt.sum()
+    if red == "none" and x.ndim > 1:
+        value = per.reshape(sample_shape(x.shape))
+    elif red in ("none", "sum"):
+        value = np.asarray(per.sum())
+    else:
+        num = (1 - eps) * nll.sum() + (eps / C) * smooth.sum() if eps > 0 else nll.sum()
+        value = np.asarray(np.float64(num) / np.float64(W))
+    grad = None
+    if want_grad:
+        red_g = "sum" if (red == "none" and x.ndim == 1) else red
+        gs = _per_sample_grad(arrays["grad_output"], red_g, S, W)
+        glp = np.zeros((S, C))
+        vr = rows[valid]
+        glp[vr, tc[valid]] = -(1 - eps) * wt[valid] * gs[valid]
+        if eps > 0:
+            glp[valid] += -(eps / C) * wc[None, :] * gs[valid, None]
+        if loss == "cross_entropy":
+            glp = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)   # log_softmax backward
+        grad = from_rows(glp, x.shape)
+    return value, grad, str(x.dtype)
+
+
+def _class_prob(arrays, kwargs, want_grad):
+    x, p, w = arrays["input"], arrays["target"], arrays.get("weight")
+    xr, pr = to_rows(x), to_rows(p)
+    S, C = xr.shape
+    red = kwargs.get("reduction", "mean")
+    eps = float(kwargs.get("label_smoothing", 0.0))
+    q = (1 - eps) * pr + eps / C if eps > 0 else pr
+    wc = np.ones(C) if w is None else np.asarray(w, dtype=np.float64)
+    lp = log_softmax_rows(xr)
+    per = -((lp * q) * wc).sum(axis=1)
+    if red == "none":
+        value = per.reshape(sample_shape(x.shape))
+    elif red == "sum":
+        value = np.asarray(per.sum())
+    else:
+        value = np.asarray(np.float64(per.sum()) / np.float64(S) if C else np.nan)
+    grad = None
+    if want_grad:
+        gs = _per_sample_grad(arrays["grad_output"], red, S, S)
+        glp = -gs[:, None] * q * wc
+        grad = from_rows(glp - np.exp(lp) * glp.sum(axis=1, keepdims=True), x.shape)
+    dts = [x.dtype, p.dtype] + ([w.dtype] if w is not None else [])
+    return value, grad, str(np.result_type(*dts))
+
+
+def _reduce_elementwise(l: np.ndarray, red: str) -> np.ndarray:
+    if red == "none":
+        return l
+    if red == "sum":
+        return np.asarray(l.sum())
+    return np.asarray(np.float64(l.sum()) / np.float64(l.size))
+
+
+def _elementwise_grad(arrays, red, shape):
+    g = np.asarray(arrays["grad_output"], dtype=np.float64)
+    n = int(np.prod(shape))
+    if red == "none":
+        return np.broadcast_to(g, shape)
+    return np.broadcast_to(g if red == "sum" else g / np.float64(n), shape)
+
+
+def _bce(arrays, kwargs, want_grad):
+    x = np.asarray(arrays["input"], dtype=np.float64)
+    y = np.asarray(arrays["target"], dtype=np.float64)
+    w = bce_broadcast(arrays.get("weight"), x.shape)
+    red = kwargs.get("reduction", "mean")
+    # Each log is clamped at -100 before it meets its coefficient (spec 7.1).
+    l = ((y - 1) * np.maximum(np.log1p(-x), -100.0) - y * np.maximum(np.log(x), -100.0)) * w
+    grad = None
+    if want_grad:
+        gs = _elementwise_grad(arrays, red, x.shape)
+        grad = gs * (x - y) / np.maximum((1 - x) * x, BCE_GRAD_FLOOR) * w
+    return _reduce_elementwise(l, red), grad, str(arrays["input"].dtype)
+
+
+def _bcewl(arrays, kwargs, want_grad):
+    x = np.asarray(arrays["input"], dtype=np.float64)
+    y = np.asarray(arrays["target"], dtype=np.float64)
+    w = bce_broadcast(arrays.get("weight"), x.shape)
+    red = kwargs.get("reduction", "mean")
+    pw = arrays.get("pos_weight")
+    logsig = log_expit(x)                                  # min(x,0) - log1p(exp(-|x|))
+    if pw is None:
+        l = ((1 - y) * x - logsig) * w
+    else:
+        pwb = bce_broadcast(pw, y.shape)
+        l = ((1 - y) * x - ((pwb - 1) * y + 1) * logsig) * w
+    grad = None
+    if want_grad:
+        gs = _elementwise_grad(arrays, red, x.shape)
+        if pw is None:
+            grad = gs * w * (expit(x) - y)
+        else:
+            grad = gs * w * ((pwb * y + 1 - y) * expit(x) - pwb * y)
+    return _reduce_elementwise(l, red), grad, str(arrays["target"].dtype)
+
+
+class ScipyOracle:
+    """Float64 reference with torch semantics; decides which cases are invalid."""
+
+    name = "scipy"
+    exact = False
+
+    def evaluate(self, case, want_grad: bool = True) -> Reference:
+        err = expected_error(case.loss, case.arrays, case.kwargs)
+        if err is not None:
+            return Reference(self.name, error=err)
+        want_grad = want_grad and "grad_output" in case.arrays
+        with np.errstate(all="ignore"):
+            if case.loss in ("cross_entropy", "nll_loss"):
+                if case.loss == "cross_entropy" and case.arrays["target"].shape == case.arrays["input"].shape:
+                    value, grad, dtype = _class_prob(case.arrays, case.kwargs, want_grad)
+                else:
+                    value, grad, dtype = _class_index(case.loss, case.arrays, case.kwargs, want_grad)
+            elif case.loss == "binary_cross_entropy":
+                value, grad, dtype = _bce(case.arrays, case.kwargs, want_grad)
+            else:
+                value, grad, dtype = _bcewl(case.arrays, case.kwargs, want_grad)
+        grad = None if grad is None else np.array(grad, dtype=np.float64)
+        return Reference(self.name, value=np.asarray(value, dtype=np.float64), grad=grad, dtype=dtype)

@@ -1,0 +1,71 @@
+"""The torch oracle: ``torch.nn.functional`` in float64, autograd for gradients.
+
+Arrays are handed to torch as C-contiguous copies (``nll_loss`` backward rejects
+non-contiguous 4-D inputs, spec 13) and an unbatched input's 1-element 1-D
+target becomes 0-d when a gradient is wanted (torch's backward raises for the
+1-D form although the forward accepts it, spec 13).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from conformance.oracles import Reference
+
+_FUNCS = {
+    "cross_entropy": F.cross_entropy,
+    "nll_loss": F.nll_loss,
+    "binary_cross_entropy": F.binary_cross_entropy,
+    "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+}
+
+
+def _tensor(a: np.ndarray, as_float64: bool) -> torch.Tensor:
+    # np.array(order='C') keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-D)
+    dtype = np.float64 if as_float64 and np.issubdtype(a.dtype, np.floating) else a.dtype
+    return torch.from_numpy(np.array(a, dtype=dtype, order="C", copy=True))
+
+
+def call_torch(loss: str, arrays: dict, kwargs: dict, as_float64: bool, want_grad: bool):
+    """Run torch on the case; returns (output tensor, input tensor). Exceptions propagate."""
+    x = _tensor(arrays["input"], as_float64)
+    if want_grad:
+        x.requires_grad_(True)
+    t_np = arrays["target"]
+    if want_grad and loss in ("cross_entropy", "nll_loss") and x.ndim == 1 and t_np.shape == (1,) \
+            and not np.issubdtype(t_np.dtype, np.floating):
+        t_np = t_np.reshape(())
+    kw = dict(kwargs)
+    for key in ("weight", "pos_weight"):
+        if key in arrays:
+            kw[key] = _tensor(arrays[key], as_float64)
+    return _FUNCS[loss](x, _tensor(t_np, as_float64), **kw), x
+
+
+class TorchOracle:
+    """torch.nn.functional evaluated in float64."""
+
+    name = "torch"
+    exact = False
+
+    def evaluate(self, case, want_grad: bool = True) -> Reference:
+        want_grad = want_grad and "grad_output" in case.arrays
+        try:
+            out, x = call_torch(case.loss, case.arrays, case.kwargs, True, want_grad)
+            grad = None
+            if want_grad:
+                g = torch.from_numpy(np.asarray(case.arrays["grad_output"], dtype=np.float64).copy())
+                out.backward(g.reshape(out.shape))
+                grad = x.grad.numpy().astype(np.float64)
+        except Exception as exc:  # an invalid case: torch's exception type is the reference
+            return Reference(self.name, error=type(exc).__name__)
+        return Reference(self.name, value=out.detach().numpy().astype(np.float64), grad=grad)
+
+    def native_error(self, case) -> str | None:
+        """The exception type torch raises on the case in its own dtypes, or None."""
+        try:
+            call_torch(case.loss, case.arrays, case.kwargs, False, False)
+        except Exception as exc:
+            return type(exc).__name__
+        return None

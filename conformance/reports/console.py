@@ -1,0 +1,108 @@
+"""Terminal output: a progress display on stderr while a campaign runs, and a closing summary.
+
+The progress display redraws one line in place on a terminal; when stderr is
+not a terminal (a CI log, a pipe) it prints a plain line at each tenth of the
+work and whenever the failure count grows, so logs stay short and readable.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+from conformance.config import ProgressEvent
+from conformance.model import RunResults
+from conformance.reports._aggregate import FAIL, NOT_RUN, PASS, aggregate, as_dict, fmt_ulp, num
+
+_WIDTH = 24          # characters of bar
+_MIN_REDRAW_S = 0.1  # a terminal redraw at most ten times a second
+
+
+class ProgressBar:
+    """A ``ProgressCallback`` (``bar(event)``) that reports to ``stream`` (stderr by default).
+
+    Args:
+        stream: where to write; its ``isatty()`` picks the in-place or the plain-line form.
+        clock: seconds as a float (injectable for tests).
+    """
+
+    def __init__(self, stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.clock = clock
+        self.start = clock()
+        self._last_draw = -float("inf")
+        self._last_tenth = -1
+        self._last_failures = 0
+        self._drawn = False
+        self._last: ProgressEvent | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self._last = event
+        if self.tty:
+            now = self.clock()
+            if now - self._last_draw >= _MIN_REDRAW_S or event.done >= event.total:
+                self._last_draw = now
+                self.stream.write("\r" + self._line(event) + "\x1b[K")
+                self.stream.flush()
+                self._drawn = True
+            return
+        tenth = 10 * event.done // event.total if event.total > 0 else 0
+        if tenth > self._last_tenth or event.failures > self._last_failures:
+            self._last_tenth = max(tenth, self._last_tenth)
+            self._last_failures = event.failures
+            self.stream.write(self._line(event) + "\n")
+            self.stream.flush()
+
+    def _line(self, e: ProgressEvent) -> str:
+        frac = min(1.0, e.done / e.total) if e.total > 0 else 0.0
+        elapsed = self.clock() - self.start
+        fail = f"  {e.failures} failing" if e.failures else ""
+        if self.tty:
+            filled = int(round(frac * _WIDTH))
+            bar = "#" * filled + "." * (_WIDTH - filled)
+            return f"[{bar}] {e.done}/{e.total} {100 * frac:3.0f}% {elapsed:6.1f}s{fail}  {e.label}"
+        return f"conformance: {e.done}/{e.total} ({100 * frac:.0f}%) {elapsed:.1f}s{fail}  {e.label}"
+
+    def close(self) -> None:
+        """End the in-place line so later output starts on a fresh one."""
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def format_summary(results: RunResults | dict[str, Any], paths: dict[str, str] | None = None) -> str:
+    """A plain-text summary: one line per candidate x loss, the totals, and where the reports are."""
+    run = as_dict(results)
+    rows = aggregate(run)
+    name_w = max([len(r.candidate) for r in rows] + [9])
+    loss_w = max([len(r.loss) for r in rows] + [4])
+    lines = [f"{'candidate':<{name_w}}  {'loss':<{loss_w}}  {'verdict':<13}  {'cases':>5}  worst ulp"]
+    for row in rows:
+        worst = fmt_ulp(row.worst_ulp)
+        extra = []
+        if row.torch_differs:
+            extra.append(f"{row.torch_differs} differ from torch (exact agrees)")
+        if row.lacking:
+            extra.append("not supported: " + ", ".join(row.lacking))
+        lines.append(f"{row.candidate:<{name_w}}  {row.loss:<{loss_w}}  {row.verdict:<13}  "
+                     f"{row.n_cases:>5}  {worst:>9}" + ("  " + "; ".join(extra) if extra else ""))
+    cells = [c for r in rows for c in r.cells]
+    n_fail = sum(c.verdict == FAIL for c in cells)
+    n_pass = sum(c.verdict == PASS for c in cells)
+    n_skip = len(cells) - n_fail - n_pass
+    not_run = sum(c.verdict == NOT_RUN for c in cells)
+    lines.append("")
+    lines.append(f"{'FAIL' if n_fail else 'PASS'}: {n_pass} checks passed, {n_fail} failed, {n_skip} skipped"
+                 f"{f' ({not_run} not run)' if not_run else ''}; {len(run.get('findings') or [])} findings; "
+                 f"seed {run.get('seed')}, {(num(run.get('duration_s')) or 0.0):.1f} s")
+    for kind, path in (paths or {}).items():
+        lines.append(f"  {kind:<8} {path}")
+    return "\n".join(lines)
+
+
+def print_summary(results: RunResults | dict[str, Any], paths: dict[str, str] | None = None,
+                  stream: TextIO | None = None) -> None:
+    """Print ``format_summary`` to ``stream`` (stdout by default)."""
+    print(format_summary(results, paths), file=stream if stream is not None else sys.stdout)

@@ -1,0 +1,130 @@
+"""summary.md: a Markdown summary for a CI step summary or a pull-request comment.
+
+Sections: a one-line verdict, a table per candidate x loss (verdict, cases,
+checks passed, worst error in ulps against the exact value), the findings
+(torch differing from the exact value, oracle disagreements), and the failing
+cases with their reproducers. Lists are capped so the file stays well under
+the 64 KiB a GitHub comment accepts; report.json has everything.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from conformance.model import RunResults
+from conformance.reports._aggregate import (
+    FAIL, NOT_SUPPORTED, PASS, Row, aggregate, as_dict, describe_case, fmt_float, fmt_ulp, num,
+)
+
+FILENAME = "summary.md"
+MAX_FINDINGS = 30
+MAX_FAILURES = 40
+
+_BADGE = {PASS: "✅ pass", FAIL: "❌ fail", NOT_SUPPORTED: "➖ not supported"}
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _md(text: Any) -> str:
+    """Table-cell safe text: pipes escaped, newlines folded, control characters dropped."""
+    return _CONTROL.sub("", str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " "))
+
+
+def _code(text: Any) -> str:
+    s = str(text).replace("\n", " ")
+    return f"`` {s} ``" if "`" in s else f"`{s}`"
+
+
+def _table(rows: list[Row]) -> list[str]:
+    out = ["| candidate | loss | verdict | cases | checks passed | worst error (ulp vs exact) | differs from torch ¹ | not supported |",
+           "|---|---|---|--:|--:|--:|--:|---|"]
+    for row in rows:
+        run_cells = [c for c in row.cells if c.verdict in (PASS, FAIL)]
+        passed = sum(c.verdict == PASS for c in run_cells)
+        checks = f"{passed}/{len(run_cells)}" if run_cells else ""
+        worst = fmt_ulp(row.worst_ulp)
+        if worst and row.worst:
+            worst += f" ({row.worst['check']})"
+        out.append("| " + " | ".join(_md(x) for x in (
+            row.candidate, row.loss, _BADGE.get(row.verdict, row.verdict), row.n_cases or "",
+            checks, worst, row.torch_differs or "", ", ".join(row.lacking),
+        )) + " |")
+    out.append("")
+    out.append("¹ cases where the candidate differs from torch but agrees with the exact (mpmath) value "
+               "and torch does not; reported, never failed.")
+    return out
+
+
+def _findings(run: dict[str, Any]) -> list[str]:
+    findings = run.get("findings") or []
+    out = ["## Findings", ""]
+    if not findings:
+        return out + ["None: torch and the oracles agreed with the exact value wherever they were compared.", ""]
+    kinds: dict[str, int] = {}
+    for f in findings:
+        kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+    out.append(", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    out.append("")
+    for f in findings[:MAX_FINDINGS]:
+        line = f"- **{_md(f['kind'])}** ({f['loss']}): {_md(f['message'])}"
+        if f.get("case"):
+            line += f" [{_md(describe_case(f['case']))}]"
+        if f.get("reproducer"):
+            line += f"; reproducer {_code(f['reproducer'])}"
+        out.append(line)
+    if len(findings) > MAX_FINDINGS:
+        out.append(f"- … and {len(findings) - MAX_FINDINGS} more in report.json")
+    return out + [""]
+
+
+def _failures(rows: list[Row]) -> list[str]:
+    out = ["## Failures", ""]
+    failing = [(row, c, r) for row in rows for c in row.cells for r in c.failures]
+    if not failing:
+        return out + ["None.", ""]
+    for row, cell, r in failing[:MAX_FAILURES]:
+        line = f"- `{row.candidate}` / `{row.loss}` / `{cell.check}` **{r['status']}** {_code(r['case_id'])}"
+        line += f" [{_md(describe_case(r.get('case') or {}))}]"
+        if r.get("message"):
+            line += f": {_md(r['message'])}"
+        err = r.get("error")
+        if err and (err.get("worst_got") is not None or err.get("worst_want") is not None):
+            line += (f"; got {fmt_float(err.get('worst_got'))}, want {fmt_float(err.get('worst_want'))}"
+                     f" ({fmt_ulp(err.get('max_ulp'))} ulp, oracle {r.get('oracle') or '?'})")
+        if r.get("reproducer"):
+            line += f"; reproducer {_code(os.path.join(r['reproducer'], 'repro.py'))}"
+        out.append(line)
+    if len(failing) > MAX_FAILURES:
+        out.append(f"- … and {len(failing) - MAX_FAILURES} more in report.json / junit.xml")
+    return out + [""]
+
+
+def render_markdown(results: RunResults | dict[str, Any]) -> str:
+    """The summary.md text for a run."""
+    run = as_dict(results)
+    rows = aggregate(run)
+    failed = any(r.verdict == FAIL for r in rows)
+    cfg = run.get("config") or {}
+    env = run.get("environment") or {}
+    n_cases = sum((run.get("cases_run") or {}).values())
+    head = [
+        f"# nbxent conformance: {'❌ FAIL' if failed else '✅ PASS'}",
+        "",
+        f"seed {run.get('seed')} · {n_cases} cases · {len(run.get('results') or [])} checks · "
+        f"{(num(run.get('duration_s')) or 0.0):.1f} s · oracles {', '.join(cfg.get('oracles') or []) or '?'} · "
+        f"dtypes {', '.join(cfg.get('dtypes') or []) or '?'}",
+        "",
+    ]
+    if env:
+        head += [" · ".join(f"{k} {v}" for k, v in sorted(env.items())), ""]
+    return "\n".join(head + ["## Results", ""] + _table(rows) + [""] + _findings(run) + _failures(rows))
+
+
+def write_markdown(results: RunResults | dict[str, Any], report_dir: str) -> str:
+    """Write ``<report_dir>/summary.md``; returns its path."""
+    path = os.path.join(report_dir, FILENAME)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_markdown(results))
+    return path

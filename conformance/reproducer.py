@@ -1,0 +1,198 @@
+"""Reproducers: a failing case as ``case.npz`` plus a short ``repro.py`` a person can run and paste.
+
+``repro.py`` is written out in full (no harness indirection for the call under
+test): it loads the arrays, imports the candidate as its spec names it, calls
+the loss (or its gradient) with the case's keywords, asks the named oracle of
+``conformance.oracles`` for the reference, and prints both at full precision
+with the max abs/rel error, the worst element and the NaN mismatches.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from conformance import candidates
+from conformance.model import Case
+
+#: Arrays passed by keyword; input and target are positional, grad_output goes to the gradient call.
+_KEYWORD_ARRAYS = ("weight", "pos_weight")
+_MAX_NAME = 100
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of ``text``: [A-Za-z0-9._-] only, long names shortened with a hash."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "case"
+    if len(s) > _MAX_NAME:
+        s = s[: _MAX_NAME - 9] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return s
+
+
+def reproducer_dir(report_dir: str, case_id: str, candidate_spec: str, check: str) -> str:
+    """``<report_dir>/reproducers/<case id>__<candidate>__<check>``: one directory per failure,
+    so two candidates (or two checks) failing the same case never overwrite each other."""
+    return os.path.join(report_dir, "reproducers",
+                        safe_name(f"{case_id}__{candidate_spec}__{check}"))
+
+
+def _literal(v: Any) -> str:
+    """Python source for a keyword value (NaN/inf as float('nan') etc., numpy scalars as Python ones)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"float({repr(v)!r})"
+    return repr(v)
+
+
+def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, report_dir: str,
+                     oracle: str = "scipy") -> str:
+    """Save ``case`` and a runnable ``repro.py`` for one failing check; returns the directory.
+
+    Args:
+        case: the case (its arrays are saved exactly; a strided array is saved
+            contiguous and re-strided by ``repro.py`` with the same values).
+        candidate_spec: the candidate as the CLI names it (``package.module``,
+            ``path/to/file.py``, optional ``:attr``; or ``nbxent``, ``nbxent.cuda``, ``torch``).
+        check: the failing check (``'grad_input'`` reproduces the gradient; the others the loss).
+        case_id: the case's stable id.
+        report_dir: the campaign's report directory.
+        oracle: the ``conformance.oracles`` oracle to print as the reference.
+
+    Returns:
+        The directory holding ``case.npz`` and ``repro.py``.
+    """
+    out = reproducer_dir(report_dir, case_id, candidate_spec, check)
+    os.makedirs(out, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in case.arrays.items()}
+    # np.savez keeps C and Fortran order; any other layout is saved contiguous
+    # and rebuilt as a strided view in repro.py (see _load_lines).
+    np.savez(os.path.join(out, "case.npz"), **arrays)
+    strided = [k for k, v in arrays.items()
+               if v.ndim >= 1 and v.size > 1 and not (v.flags.c_contiguous or v.flags.f_contiguous)]
+    with open(os.path.join(out, "repro.py"), "w", encoding="utf-8") as f:
+        f.write(render_repro(case, candidate_spec, check, case_id, oracle, strided))
+    return out
+
+
+def _load_lines(case: Case, strided: list[str]) -> list[str]:
+    lines = ['data = np.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "case.npz"))']
+    for name, a in case.arrays.items():
+        a = np.asarray(a)
+        lines.append(f'{name} = data["{name}"]'.ljust(40) + f"# {a.dtype} {tuple(a.shape)}")
+        if name in strided:
+            lines.append(f"{name} = np.repeat({name}, 2, axis=-1)[..., ::2]   # non-contiguous, as in the failing case")
+    kw = ", ".join(f"{k!r}: {_literal(v)}" for k, v in case.kwargs.items())
+    lines.append(f"kwargs = {{{kw}}}")
+    return lines
+
+
+def _call_args(case: Case) -> str:
+    kws = [f"{k}={k}" for k in _KEYWORD_ARRAYS if k in case.arrays]
+    return ", ".join(["input", "target", *kws, "**kwargs"])
+
+
+def _import_lines(spec: str) -> list[str]:
+    if spec == "torch":
+        # the harness's torch candidate: torch.nn.functional on NumPy arrays, autograd for the gradient
+        return ["import conformance.torch_candidate as candidate   # torch.nn.functional on NumPy arrays"]
+    target, _, attr = spec.partition(":")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        lines = [
+            "import importlib.util",
+            f"_spec = importlib.util.spec_from_file_location('candidate', {os.path.abspath(target)!r})",
+            "candidate = importlib.util.module_from_spec(_spec)",
+            "_spec.loader.exec_module(candidate)",
+        ]
+    elif all(part.isidentifier() for part in target.split(".")):
+        lines = [f"import {target} as candidate"]
+    else:
+        lines = ["import importlib", f"candidate = importlib.import_module({target!r})"]
+    if attr:
+        lines.append(f"candidate = candidate.{attr}" if attr.isidentifier() else f"candidate = getattr(candidate, {attr!r})")
+    return lines
+
+
+def _candidate_lines(case: Case, spec: str, grad: bool) -> list[str]:
+    loss, args = case.loss, _call_args(case)
+    lines = _import_lines(spec)
+    if grad:
+        lines.append(f"got = candidate.{loss}_backward(grad_output, {args})")
+    else:
+        lines.append(f"got = candidate.{loss}({args})")
+    if spec == "nbxent.cuda":
+        return lines + ["got = got.copy_to_host() if hasattr(got, 'copy_to_host') else np.asarray(got)"]
+    return lines + ["got = np.asarray(got)"]
+
+
+def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, strided: list[str] = ()) -> str:
+    """The text of ``repro.py`` (see ``write_reproducer``)."""
+    grad = check == "grad_input"
+    simulated = spec == "nbxent.cuda" and candidates.is_simulated(spec)
+    what = f"the gradient of {case.loss}" if grad else case.loss
+    call = _candidate_lines(case, spec, grad)
+    head = [
+        f'"""Reproducer: candidate {spec!r}, {what}, check {check!r}, case {case_id!r}.',
+        "",
+    ]
+    if case.reason:
+        head += [f"Case: {case.reason}", ""]
+    head += [
+        "Prints what the candidate returns and what the reference (oracle "
+        f"{oracle!r}) says, at full precision.",
+        "Run from a checkout where the candidate and the `conformance` package import:  python repro.py",
+        '"""',
+        "import os",
+        "",
+    ]
+    if simulated:
+        head += [
+            "# Found on the CUDA simulator (no GPU there); it must be chosen before Numba is imported.",
+            'os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")',
+            "",
+        ]
+    head += [
+        "import numpy as np",
+        "",
+        'np.set_printoptions(floatmode="unique", linewidth=120)   # every digit the dtype holds',
+        "",
+    ]
+    body = _load_lines(case, list(strided)) + ["", f"# The candidate ({spec!r})", "try:"]
+    body += ["    " + line for line in call]
+    body += [
+        "except Exception as exc:",
+        '    got = None',
+        '    print(f"candidate raised {type(exc).__name__}: {exc}")',
+        "",
+        f"# The reference: the {oracle!r} oracle of the conformance harness (float64 or better)",
+        "from conformance.model import Case",
+        "from conformance.oracles import make_oracle",
+        "",
+        f"case = Case(loss={case.loss!r}, arrays=dict({', '.join(f'{k}={k}' for k in case.arrays)}), kwargs=kwargs)",
+        f"ref = make_oracle({oracle!r}).evaluate(case, want_grad={grad!r})",
+        f"want = ref.{'grad' if grad else 'value'}",
+        "if ref.error is not None:",
+        '    print(f"reference: torch raises {ref.error} on this case")',
+        "if got is not None:",
+        '    print(f"got  ({got.dtype}, shape {got.shape}):", repr(got))',
+        "if want is not None:",
+        '    print(f"want (float64 from {ref.oracle!r}, shape {want.shape}):", repr(want))',
+        "if got is not None and want is not None and got.shape == want.shape and got.size:",
+        "    g, w = got.astype(np.float64), want.astype(np.float64)",
+        "    with np.errstate(all='ignore'):",
+        "        both = (np.isnan(g) & np.isnan(w)) | (g == w)               # NaN where NaN is due, equal infinities",
+        "        abs_err = np.where(both, 0.0, np.abs(g - w))",
+        "        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)      # NaN on one side only: worst",
+        "        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(w))",
+        "    i = np.unravel_index(np.argmax(abs_err), abs_err.shape)",
+        '    print(f"max abs error: {float(abs_err.max())!r} at index {tuple(int(k) for k in i)}: '
+        'got {got[i]!s}, want {float(w[i])!r}")',
+        '    print(f"max rel error: {float(np.nanmax(rel_err))!r}")',
+        '    print(f"NaN mismatches: {int(np.sum(np.isnan(g) != np.isnan(w)))} of {g.size}")',
+        "elif got is not None and want is not None:",
+        '    print(f"shape mismatch: got {got.shape}, want {want.shape}")',
+    ]
+    return "\n".join(head + body) + "\n"

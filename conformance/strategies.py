@@ -1,0 +1,220 @@
+"""Hypothesis strategies for loss cases: every random case the harness makes comes from here.
+
+:func:`cases` draws a :class:`conformance.model.Case` for one loss, restricted
+to the :class:`Features` a candidate supports (spec 14: a function without
+``ignore_index`` never sees a target of -100, one without ``weight`` never gets
+a weight). Structure (shapes, options, special values) is drawn by
+hypothesis, so a failing case shrinks to few classes, few samples and plain
+options; bulk data comes from a NumPy generator seeded by a drawn integer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import strategies as st
+from scipy.special import log_softmax
+
+from conformance.candidates import KEYWORD_FEATURES, LOSS_FEATURES
+from conformance.model import Case
+from conformance.worker import apply_layout
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one candidate supports for one loss."""
+
+    names: frozenset = field(default_factory=frozenset)
+    dtypes: tuple = ("float32", "float64")
+    max_ndim: int = 5
+    max_classes: int = 100_000
+    reductions: tuple = REDUCTIONS
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+
+def full_features(loss: str, dtypes=("float32", "float64")) -> Features:
+    """Everything a loss can be asked to do (what torch supports)."""
+    return Features(frozenset(LOSS_FEATURES[loss]), tuple(dtypes))
+
+
+def features_from_probe(entry: dict) -> Features:
+    """Features from one loss's entry of :func:`conformance.candidates.probe`."""
+    return Features(frozenset(entry["features"]), tuple(entry["dtypes"]), entry["max_ndim"],
+                    entry["max_classes"], tuple(entry["reductions"]))
+
+
+def case_features(case: Case) -> set[str]:
+    """Features a case needs from a candidate (``backward`` is optional: only the gradient check needs it)."""
+    a, kw = case.arrays, case.kwargs
+    need = {k for k in KEYWORD_FEATURES if k in kw or k in a}
+    x, t = a["input"], a["target"]
+    if case.loss in ("cross_entropy", "nll_loss") and x.ndim >= 1:
+        if case.loss == "cross_entropy" and t.shape == x.shape:
+            need.add("prob_target")
+        elif np.issubdtype(t.dtype, np.integer) and (t == -100).any():
+            need.add("ignore_index")       # the default ignore_index is -100 (spec 14)
+        need |= {"unbatched"} if x.ndim == 1 else {"spatial"} if x.ndim >= 3 else set()
+        C = x.shape[0] if x.ndim == 1 else x.shape[1]
+        if C > 1000:
+            need.add("large_classes")
+    if x.size == 0:
+        need.add("empty")
+    if any(np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all() for k, v in a.items() if k != "grad_output"):
+        need.add("nonfinite")
+    if any(not v.flags.c_contiguous for v in a.values()):
+        need.add("noncontiguous")
+    if case.expect_error:
+        need.add("errors")
+    return need
+
+
+def fits(case: Case, f: Features) -> bool:
+    """Whether the case may be sent to a candidate with features ``f``."""
+    x = case.arrays["input"]
+    if str(x.dtype) not in f.dtypes and np.issubdtype(x.dtype, np.floating):
+        return False
+    if x.ndim > f.max_ndim or case.kwargs.get("reduction", "mean") not in f.reductions + ("elementwise_mean",):
+        return False
+    if case.loss in ("cross_entropy", "nll_loss") and x.ndim >= 1:
+        if (x.shape[0] if x.ndim == 1 else x.shape[1]) > f.max_classes:
+            return False
+    return case_features(case) <= set(f.names)
+
+
+def _grad_output(draw, rng, f, out_shape, dtype):
+    if not f.has("backward"):
+        return {}
+    g = rng.standard_normal(out_shape) if out_shape else np.asarray(draw(st.sampled_from([1.0, 0.5, -2.0])))
+    return {"grad_output": np.asarray(g, dtype=dtype)}
+
+
+def _reduction(draw, f, kw):
+    if f.has("reduction"):
+        kw["reduction"] = draw(st.sampled_from(f.reductions))
+    return kw.get("reduction", "mean")
+
+
+def _inject_nonfinite(draw, rng, x):
+    kind = draw(st.sampled_from([np.inf, -np.inf, np.nan]))
+    flat = x.reshape(-1)
+    if flat.size:
+        flat[rng.integers(0, flat.size, size=max(1, flat.size // 8))] = kind
+
+
+@st.composite
+def _class_case(draw, loss: str, f: Features) -> Case:
+    dtype = draw(st.sampled_from(f.dtypes))
+    layouts = ["batch"] + [n for n in ("unbatched", "spatial") if f.has(n) and (n != "spatial" or f.max_ndim >= 3)]
+    layout = draw(st.sampled_from(layouts))
+    C = draw(st.integers(1, 8))
+    if f.has("large_classes") and draw(st.integers(0, 9)) == 0:
+        C = draw(st.sampled_from([1000, 4096, 20000]))
+    C = min(C, f.max_classes)
+    N = draw(st.integers(0 if f.has("empty") else 1, 6 if C <= 1000 else 2))
+    spatial = ()
+    if layout == "spatial":
+        spatial = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=min(2, f.max_ndim - 2))))
+    shape = (C,) if layout == "unbatched" else (N, C) + spatial
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([1.0, 1e-3, 10.0, 100.0, 1e4, 1e-30, 1e30]))
+    x = rng.standard_normal(shape) * scale
+    if draw(st.booleans()):
+        x = np.round(x / scale * 2) * scale / 2                  # ties between classes
+    sshape = () if layout == "unbatched" else (N,) + spatial
+    t = rng.integers(0, C, size=sshape).astype(np.int64)
+    kw: dict = {}
+    arrays: dict = {}
+    prob = loss == "cross_entropy" and f.has("prob_target") and draw(st.integers(0, 3)) == 0
+    if prob:
+        p = rng.dirichlet(np.ones(C), size=int(np.prod(sshape, dtype=np.int64))) if draw(st.booleans()) \
+            else rng.uniform(0, 1, (int(np.prod(sshape, dtype=np.int64)), C))
+        p = p.reshape(sshape + (C,))
+        target = np.moveaxis(p, -1, 0 if layout == "unbatched" else 1).astype(dtype)
+    else:
+        if draw(st.booleans()):                                   # confident rows: target logit far above the rest
+            xt = np.moveaxis(x, 0 if layout == "unbatched" else 1, -1)
+            idx = np.unravel_index(np.arange(t.size), sshape) if sshape else ()
+            margin = draw(st.sampled_from([10.0, 30.0, 100.0]))
+            xt[idx + (t.reshape(-1),)] = xt.max(axis=-1).reshape(-1) + margin * max(scale, 1.0)
+        if f.has("ignore_index") and t.size and draw(st.integers(0, 2)) == 0:
+            ii = -100
+            if draw(st.booleans()):
+                ii = draw(st.integers(0, C - 1))
+                kw["ignore_index"] = ii
+            mask = np.ones(t.shape, bool) if draw(st.integers(0, 4)) == 0 else rng.random(t.shape) < 0.4
+            t[mask] = ii
+        if layout == "unbatched" and draw(st.integers(0, 4)) == 0:
+            t = t.reshape(1)                                     # the 1-element 1-D target torch also accepts
+        target = t
+    if loss == "nll_loss" and draw(st.booleans()):
+        x = log_softmax(x, axis=0 if layout == "unbatched" else 1)   # real log-probabilities
+    if f.has("nonfinite") and draw(st.integers(0, 5)) == 0:
+        _inject_nonfinite(draw, rng, x)
+    if f.has("weight") and draw(st.booleans()):
+        w = rng.uniform(0.0, 2.0, C)
+        if draw(st.booleans()):
+            w[rng.random(C) < 0.3] = 0.0
+        arrays["weight"] = w.astype(dtype)
+    if loss == "cross_entropy" and f.has("label_smoothing") and draw(st.booleans()):
+        kw["label_smoothing"] = draw(st.sampled_from([0.0, 1.0, 0.1]) | st.floats(0.0, 1.0))
+    red = _reduction(draw, f, kw)
+    out_shape = sshape if (red == "none" and layout != "unbatched") else ()
+    x = x.astype(dtype)
+    if f.has("noncontiguous"):
+        x = apply_layout(x, draw(st.sampled_from(["C", "F", "strided"])))
+    arrays = {"input": x, "target": target, **arrays}
+    res_dtype = np.result_type(*[a.dtype for k, a in arrays.items() if k != "target" or prob]) if prob else x.dtype
+    arrays.update(_grad_output(draw, rng, f, out_shape, res_dtype))
+    return Case(loss, arrays, kw)
+
+
+@st.composite
+def _binary_case(draw, loss: str, f: Features) -> Case:
+    dtype = draw(st.sampled_from(f.dtypes))
+    shape = tuple(draw(st.lists(st.integers(0 if f.has("empty") else 1, 5), min_size=0, max_size=min(3, f.max_ndim))))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    arrays: dict = {}
+    kw: dict = {}
+    binary_y = draw(st.booleans())
+    y = (rng.random(shape) < 0.5).astype(float) if binary_y else rng.uniform(0, 1, shape)
+    if loss == "binary_cross_entropy":
+        x = rng.uniform(0, 1, shape)
+        special = draw(st.sampled_from(["none", "edges", "tiny"]))
+        if special == "edges" and x.size:                         # exactly 0 and 1: the -100 clamp
+            flat = x.reshape(-1)
+            flat[rng.random(x.size) < 0.3] = 0.0
+            flat[rng.random(x.size) < 0.3] = 1.0
+        elif special == "tiny" and x.size:
+            x.reshape(-1)[rng.random(x.size) < 0.5] = draw(st.sampled_from([1e-30, 1e-7, 1 - 1e-7]))
+    else:
+        scale = draw(st.sampled_from([1.0, 10.0, 100.0, 1e4, 1e-3]))
+        x = rng.standard_normal(shape) * scale
+        if f.has("nonfinite") and draw(st.integers(0, 5)) == 0:
+            _inject_nonfinite(draw, rng, x)
+        if f.has("pos_weight") and draw(st.booleans()):
+            pshape = draw(st.sampled_from(["scalar", "last", "full"])) if shape else "scalar"
+            ps = () if pshape == "scalar" else shape[-1:] if pshape == "last" else shape
+            arrays["pos_weight"] = rng.uniform(0.0, 3.0, ps).astype(dtype)
+    if f.has("weight") and draw(st.booleans()):
+        wshape = draw(st.sampled_from(["last", "full", "keepdim"])) if shape else "scalar"
+        ws = () if wshape == "scalar" else shape[-1:] if wshape == "last" else shape if wshape == "full" \
+            else shape[:1] + (1,) * (len(shape) - 1)
+        arrays["weight"] = rng.uniform(0.0, 2.0, ws).astype(dtype)
+    red = _reduction(draw, f, kw)
+    x = x.astype(dtype)
+    if f.has("noncontiguous") and shape:
+        x = apply_layout(x, draw(st.sampled_from(["C", "F", "strided"])))
+    arrays = {"input": x, "target": y.astype(dtype), **arrays}
+    arrays.update(_grad_output(draw, rng, f, shape if red == "none" else (), dtype))
+    return Case(loss, arrays, kw)
+
+
+def cases(loss: str, features: Features) -> st.SearchStrategy[Case]:
+    """Random valid-by-construction cases (a few may still be invalid, e.g. a -100 pushed out of range)."""
+    if loss in ("cross_entropy", "nll_loss"):
+        return _class_case(loss, features)
+    return _binary_case(loss, features)

@@ -1,0 +1,257 @@
+"""CPU kernels of cross_entropy (class-index targets) and nll_loss.
+
+Layout: the input is a C-contiguous ``(N, C, K)`` array (``K = prod(d1..dk)``, 1 for 1-D/2-D
+inputs), targets an int64 ``(S,)`` array with ``S = N*K``; no transposing copy is made for
+spatial inputs, their class stride is ``K``.
+
+Every kernel has ONE signature per float dtype (float32, float64):
+
+    (x, t, w, ignore_index, eps, sumw, g, gstride, loss, grad, want_grad)
+
+* ``w``: ``(C,)`` weights in x's dtype (ones when none were given), ``sumw = sum(w)`` (float64).
+* ``g``: float64 per-sample gradient scale, read as ``g[s * gstride]`` (``gstride = 0`` for a
+  single scalar: mean/sum; ``1`` for ``'none'``).
+* ``loss``: float64 ``(S,)``, the ``'none'`` value of every sample (+0.0 when ignored).
+* ``grad``: x-shaped buffer of x's dtype, written only when ``want_grad``; it may be ``x``
+  itself (in-place): every row is read in full before any of it is overwritten.
+
+Rows (K = 1) run ``prange`` over rows; spatial inputs over ``(n, block of K positions)``.
+Each work item writes its own slots and nothing is reduced inside ``prange``, so results
+are bit-identical for any thread count. Inputs below ``PARALLEL_MIN`` elements use the
+serial drivers (same per-row code), because waking the thread pool costs more than the work.
+
+Per sample (see nbxent/_ce_scalar.py for the stable forms):
+
+    loss_t = -log p_t                                     (log1p form when t is the row max)
+    nll    = w_t * loss_t                                 (-0.0 * w_t when loss_t == 0, as torch)
+    value  = (1 - eps) * nll + (eps / C) * (-sum_c w_c * (x_c - lse))   if eps > 0
+    d/dx_j = g_s * (A * p_j - (eps/C) * w_j),  A = (1 - eps) * w_t + (eps/C) * sum_c w_c
+    d/dx_t = g_s * ((1 - eps) * w_t * (p_t - 1) + (eps/C) * (sumw * p_t - w_t)),
+             with p_t - 1 = expm1(-loss_t) (no cancellation when p_t ~ 1)
+
+Ignored samples: value +0.0; gradient +0.0, or NaN over the row when its log-softmax is NaN
+(torch evaluates ``0 - exp(lp) * 0``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_like, row_max)
+from nbxent._ce_scalar import index_loss, lse_from, smooth_mix, target_p_minus_1
+from nbxent._common import CACHE
+
+#: Elements (N*C*K) from which the parallel drivers are used (measured cut-over, see report).
+PARALLEL_MIN = 1 << 15
+#: Spatial positions per work item: enough to fill vector lanes over the K axis.
+KBLOCK = 256
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    C = x.shape[1]
+    tn = t[n]
+    if tn == ii:
+        loss[n] = 0.0
+        if want_grad:
+            m = row_max(x, n, C)
+            s = block_sum_exp(x, n, 0, C, m)
+            fill = cast_like(np.nan if math.isnan(s) else 0.0, m)
+            for j in range(C):
+                grad[n, j] = fill
+        return
+    xt = x[n, tn]
+    m = row_max(x, n, C)
+    # Split sum: the target's own term stays out of s_other (log1p form for tiny losses).
+    s_other = block_sum_exp(x, n, 0, tn, m) + block_sum_exp(x, n, tn + 1, C, m)
+    m64 = np.float64(m)
+    xt64 = np.float64(xt)
+    e_t = math.exp(xt64 - m64)
+    lt = index_loss(m64, xt64, s_other, e_t)
+    s = s_other + e_t
+    wt = np.float64(w[tn])
+    nll = -0.0 * wt if lt == 0.0 else wt * lt
+    if eps > 0.0:
+        lse = lse_from(m64, s)
+        acc = 0.0
+        for c in range(C):
+            acc += np.float64(w[c]) * (np.float64(x[n, c]) - lse)
+        loss[n] = smooth_mix(nll, -acc, eps, C)
+    else:
+        loss[n] = nll
+    if want_grad:
+        gs = g[n * gstride]
+        b = eps / C
+        c_p = cast_like(gs * ((1.0 - eps) * wt + b * sumw) / s, m)
+        if eps > 0.0:
+            c_w = cast_like(gs * b, m)
+            for j in range(C):
+                grad[n, j] = c_p * exp_like(x[n, j] - m) - c_w * w[j]
+        else:
+            for j in range(C):
+                grad[n, j] = c_p * exp_like(x[n, j] - m)
+        pm1 = target_p_minus_1(lt)
+        grad[n, tn] = cast_like(gs * ((1.0 - eps) * wt * pm1 + b * (sumw * (1.0 + pm1) - wt)), m)
+
+
+@njit(parallel=True, cache=CACHE, error_model="numpy")
+def _index_rows_par(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    for n in prange(x.shape[0]):
+        _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _index_rows_ser(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    for n in range(x.shape[0]):
+        _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    C = x.shape[1]
+    K = x.shape[2]
+    nb = k1 - k0
+    m = np.empty(nb, dtype=x.dtype)
+    tk = np.empty(nb, dtype=np.int64)      # target, or -1 where ignored
+    s_other = np.zeros(nb)
+    for kk in range(nb):
+        tv = t[n * K + k0 + kk]
+        tk[kk] = -1 if tv == ii else tv
+        m[kk] = x[n, 0, k0 + kk]
+    for c in range(1, C):
+        for kk in range(nb):
+            v = x[n, c, k0 + kk]
+            m[kk] = v if v > m[kk] else m[kk]
+    for c in range(C):
+        for kk in range(nb):
+            e = np.float64(exp_like(x[n, c, k0 + kk] - m[kk]))
+            s_other[kk] += 0.0 if c == tk[kk] else e
+    lt = np.empty(nb)
+    s = np.empty(nb)
+    lse = np.empty(nb)
+    for kk in range(nb):
+        i = n * K + k0 + kk
+        tv = tk[kk]
+        m64 = np.float64(m[kk])
+        if tv < 0:
+            loss[i] = 0.0
+            s[kk] = s_other[kk]
+            continue
+        xt64 = np.float64(x[n, tv, k0 + kk])
+        e_t = math.exp(xt64 - m64)
+        lt[kk] = index_loss(m64, xt64, s_other[kk], e_t)
+        s[kk] = s_other[kk] + e_t
+        lse[kk] = lse_from(m64, s[kk])
+        wt = np.float64(w[tv])
+        loss[i] = -0.0 * wt if lt[kk] == 0.0 else wt * lt[kk]
+    if eps > 0.0:
+        acc = np.zeros(nb)
+        for c in range(C):
+            wc = np.float64(w[c])
+            for kk in range(nb):
+                acc[kk] += wc * (np.float64(x[n, c, k0 + kk]) - lse[kk])
+        for kk in range(nb):
+            if tk[kk] >= 0:
+                i = n * K + k0 + kk
+                loss[i] = smooth_mix(loss[i], -acc[kk], eps, C)
+    if not want_grad:
+        return
+    b = eps / C
+    c_p = np.zeros(nb, dtype=x.dtype)
+    c_w = np.zeros(nb, dtype=x.dtype)
+    for kk in range(nb):
+        if tk[kk] >= 0:
+            gs = g[(n * K + k0 + kk) * gstride]
+            wt = np.float64(w[tk[kk]])
+            c_p[kk] = cast_like(gs * ((1.0 - eps) * wt + b * sumw) / s[kk], m[kk])
+            c_w[kk] = cast_like(gs * b, m[kk])
+    for c in range(C):
+        wc = w[c]
+        if eps > 0.0:
+            for kk in range(nb):
+                grad[n, c, k0 + kk] = c_p[kk] * exp_like(x[n, c, k0 + kk] - m[kk]) - c_w[kk] * wc
+        else:
+            for kk in range(nb):
+                grad[n, c, k0 + kk] = c_p[kk] * exp_like(x[n, c, k0 + kk] - m[kk])
+    for kk in range(nb):
+        tv = tk[kk]
+        if tv < 0:
+            fill = cast_like(np.nan if math.isnan(s[kk]) else 0.0, m[kk])
+            for c in range(C):
+                grad[n, c, k0 + kk] = fill
+        else:
+            gs = g[(n * K + k0 + kk) * gstride]
+            wt = np.float64(w[tv])
+            pm1 = target_p_minus_1(lt[kk])
+            grad[n, tv, k0 + kk] = cast_like(
+                gs * ((1.0 - eps) * wt * pm1 + b * (sumw * (1.0 + pm1) - wt)), m[kk])
+
+
+@njit(parallel=True, cache=CACHE, error_model="numpy")
+def _index_spatial_par(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    N, K = x.shape[0], x.shape[2]
+    nkb = (K + KBLOCK - 1) // KBLOCK
+    for item in prange(N * nkb):
+        n = item // nkb
+        k0 = (item % nkb) * KBLOCK
+        _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, ii, eps, sumw, g, gstride, loss,
+                     grad, want_grad)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _index_spatial_ser(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    N, K = x.shape[0], x.shape[2]
+    for n in range(N):
+        for k0 in range(0, K, KBLOCK):
+            _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, ii, eps, sumw, g, gstride, loss,
+                         grad, want_grad)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _nll_forward(x, t, w, ii, loss):
+    """nll_loss values: reads only x[n, t, k]."""
+    N, K = x.shape[0], x.shape[2]
+    for n in range(N):
+        for k in range(K):
+            i = n * K + k
+            tv = t[i]
+            if tv == ii:
+                loss[i] = 0.0
+            else:
+                loss[i] = np.float64((-x[n, tv, k]) * w[tv])  # torch's 'none' value and rounding
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _nll_grad(t, w, ii, g, gstride, grad):
+    """nll_loss gradient into a zero-filled ``grad``: ``-w[t] * g_s`` at ``[n, t, k]``."""
+    N, K = grad.shape[0], grad.shape[2]
+    for n in range(N):
+        for k in range(K):
+            i = n * K + k
+            tv = t[i]
+            if tv != ii:
+                grad[n, tv, k] = cast_like(-(np.float64(w[tv]) * g[i * gstride]), w[tv])
+
+
+def run_index(x3, t, w, ii, eps, sumw, g, gstride, loss, grad3, want_grad):
+    """Launch class-index cross_entropy on ``(N, C, K)`` arrays (C >= 1); see module docstring."""
+    N, C, K = x3.shape
+    par = N * C * K >= PARALLEL_MIN
+    if K == 1:
+        x2 = x3.reshape(N, C)
+        g2 = grad3.reshape(N, C) if want_grad else grad3.reshape(0, 0)
+        fn = _index_rows_par if par and N > 1 else _index_rows_ser
+        fn(x2, t, w, ii, eps, sumw, g, gstride, loss, g2, want_grad)
+    else:
+        fn = _index_spatial_par if par else _index_spatial_ser
+        fn(x3, t, w, ii, eps, sumw, g, gstride, loss, grad3, want_grad)
+
+
+def run_nll(x3, t, w, ii, g, gstride, loss, grad3, want_grad):
+    """Launch nll_loss on ``(N, C, K)`` arrays; ``grad3`` may be ``x3`` (read first)."""
+    _nll_forward(x3, t, w, ii, loss)
+    if want_grad:
+        grad3.fill(0)
+        _nll_grad(t, w, ii, g, gstride, grad3)

@@ -1,0 +1,157 @@
+"""CPU kernels of cross_entropy with probability (soft) targets.
+
+Same layout and conventions as nbxent/_ce_cpu.py: C-contiguous ``(N, C, K)`` input and
+target ``q`` of the compute dtype, ``(C,)`` weights, float64 ``g[s * gstride]`` gradient
+scale, float64 ``(S,)`` per-sample loss, one signature per float dtype:
+
+    (x, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq)
+
+Per sample (torch's formula, with the row's log-softmax ``lp_c = x_c - lse``):
+
+    q'_c   = (1 - eps) * q_c + eps / C          (when eps > 0, formed in the target dtype)
+    value  = -sum_c w_c * q'_c * lp_c           (-0.0 for C = 1, as torch: no masking, 0*-inf = NaN)
+    d/dx_j = g_s * (p_j * sum_c w_c q'_c - w_j q'_j)
+    d/dq_c = -(1 - eps) * g_s * w_c * lp_c
+
+``grad`` may be ``x`` itself (in-place); ``gradq`` may not alias anything read later.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from nbxent._ce_cpu_common import FASTMATH, block_sum_exp, cast_like, exp_like, row_max
+from nbxent._ce_scalar import lse_from
+from nbxent._common import CACHE
+
+from nbxent._ce_cpu import KBLOCK, PARALLEL_MIN
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
+    C = x.shape[1]
+    m = row_max(x, n, C)
+    s = block_sum_exp(x, n, 0, C, m)
+    lse = lse_from(np.float64(m), s)
+    a = cast_like(1.0 - eps, m)
+    b = cast_like(eps / C, m)
+    acc = 0.0
+    swq = 0.0
+    for c in range(C):
+        qc = a * q[n, c] + b if eps > 0.0 else q[n, c]
+        wq = np.float64(w[c]) * np.float64(qc)
+        acc += wq * (np.float64(x[n, c]) - lse)
+        swq += wq
+    loss[n] = -acc
+    gs = g[n * gstride]
+    if want_gradq:
+        c_q = -(1.0 - eps) * gs
+        for c in range(C):
+            gradq[n, c] = cast_like(c_q * np.float64(w[c]) * (np.float64(x[n, c]) - lse), m)
+    if want_grad:
+        c_p = cast_like(gs * swq / s, m)
+        c_g = cast_like(gs, m)
+        for j in range(C):
+            qj = a * q[n, j] + b if eps > 0.0 else q[n, j]
+            grad[n, j] = c_p * exp_like(x[n, j] - m) - c_g * (w[j] * qj)
+
+
+@njit(parallel=True, cache=CACHE, error_model="numpy")
+def _prob_rows_par(x, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
+    for n in prange(x.shape[0]):
+        _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _prob_rows_ser(x, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
+    for n in range(x.shape[0]):
+        _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
+    C = x.shape[1]
+    K = x.shape[2]
+    nb = k1 - k0
+    m = np.empty(nb, dtype=x.dtype)
+    for kk in range(nb):
+        m[kk] = x[n, 0, k0 + kk]
+    for c in range(1, C):
+        for kk in range(nb):
+            v = x[n, c, k0 + kk]
+            m[kk] = v if v > m[kk] else m[kk]
+    s = np.zeros(nb)
+    for c in range(C):
+        for kk in range(nb):
+            s[kk] += np.float64(exp_like(x[n, c, k0 + kk] - m[kk]))
+    lse = np.empty(nb)
+    for kk in range(nb):
+        lse[kk] = lse_from(np.float64(m[kk]), s[kk])
+    a = cast_like(1.0 - eps, m[0])
+    b = cast_like(eps / C, m[0])
+    acc = np.zeros(nb)
+    swq = np.zeros(nb)
+    for c in range(C):
+        wc = np.float64(w[c])
+        for kk in range(nb):
+            qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
+            wq = wc * np.float64(qc)
+            acc[kk] += wq * (np.float64(x[n, c, k0 + kk]) - lse[kk])
+            swq[kk] += wq
+    for kk in range(nb):
+        loss[n * K + k0 + kk] = -acc[kk]
+    if want_gradq:
+        for c in range(C):
+            wc = np.float64(w[c])
+            for kk in range(nb):
+                gs = g[(n * K + k0 + kk) * gstride]
+                gradq[n, c, k0 + kk] = cast_like(
+                    -(1.0 - eps) * gs * wc * (np.float64(x[n, c, k0 + kk]) - lse[kk]), m[kk])
+    if want_grad:
+        c_p = np.empty(nb, dtype=x.dtype)
+        c_g = np.empty(nb, dtype=x.dtype)
+        for kk in range(nb):
+            gs = g[(n * K + k0 + kk) * gstride]
+            c_p[kk] = cast_like(gs * swq[kk] / s[kk], m[kk])
+            c_g[kk] = cast_like(gs, m[kk])
+        for c in range(C):
+            wc = w[c]
+            for kk in range(nb):
+                qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
+                grad[n, c, k0 + kk] = (c_p[kk] * exp_like(x[n, c, k0 + kk] - m[kk])
+                                       - c_g[kk] * (wc * qc))
+
+
+@njit(parallel=True, cache=CACHE, error_model="numpy")
+def _prob_spatial_par(x, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
+    N, K = x.shape[0], x.shape[2]
+    nkb = (K + KBLOCK - 1) // KBLOCK
+    for item in prange(N * nkb):
+        n = item // nkb
+        k0 = (item % nkb) * KBLOCK
+        _prob_block(x, n, k0, min(k0 + KBLOCK, K), q, w, eps, g, gstride, loss, grad,
+                    want_grad, gradq, want_gradq)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _prob_spatial_ser(x, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
+    N, K = x.shape[0], x.shape[2]
+    for n in range(N):
+        for k0 in range(0, K, KBLOCK):
+            _prob_block(x, n, k0, min(k0 + KBLOCK, K), q, w, eps, g, gstride, loss, grad,
+                        want_grad, gradq, want_gradq)
+
+
+def run_prob(x3, q3, w, eps, g, gstride, loss, grad3, want_grad, gradq3, want_gradq):
+    """Launch probability-target cross_entropy on ``(N, C, K)`` arrays (C >= 1)."""
+    N, C, K = x3.shape
+    par = N * C * K >= PARALLEL_MIN
+    if K == 1:
+        gx = grad3.reshape(N, C) if want_grad else grad3.reshape(0, 0)
+        gq = gradq3.reshape(N, C) if want_gradq else gradq3.reshape(0, 0)
+        fn = _prob_rows_par if par and N > 1 else _prob_rows_ser
+        fn(x3.reshape(N, C), q3.reshape(N, C), w, eps, g, gstride, loss, gx, want_grad, gq,
+           want_gradq)
+    else:
+        fn = _prob_spatial_par if par else _prob_spatial_ser
+        fn(x3, q3, w, eps, g, gstride, loss, grad3, want_grad, gradq3, want_gradq)

@@ -1,0 +1,425 @@
+"""Argument checking and normalisation for cross_entropy / nll_loss.
+
+Two parts, so that the CUDA backend reuses the first on device arrays:
+
+* **Metadata part** (:func:`plan_cross_entropy`, :func:`plan_nll_loss`,
+  :func:`check_grad_output_shape`, :func:`check_out`, :func:`parse_wrt`): looks only at
+  ``.shape``, ``.ndim``, ``.dtype`` (and ``.flags`` for ``out``), so NumPy arrays and CUDA
+  device arrays both work. Returns a frozen :class:`CEPlan` or raises torch's exception type
+  with a message naming the function, the argument and the value.
+* **Value part** (:func:`scan_targets` and the ``host_*`` normalisers): reads host memory.
+  The CPU path calls it before any kernel indexes with a target.
+
+CEPlan fields (everything a kernel launcher needs; nothing refers to memory):
+
+=================  ==========================================================================
+``fname``          ``'cross_entropy'`` or ``'nll_loss'`` (used in messages)
+``is_nll``         True for nll_loss (raw log-probabilities, no smoothing)
+``prob``           True for probability targets (``target.shape == input.shape``)
+``unbatched``      True for a ``(C,)`` input (one sample; the output is always 0-d)
+``N, C, K``        batch, classes, ``prod(d1..dk)`` (1 for 1-D/2-D inputs). The input is
+                   viewed as ``(N, C, K)`` C-order: class stride ``K``, sample ``s = n*K + k``
+``spatial``        ``(d1, ..., dk)``; ``()`` for 1-D/2-D inputs
+``S``              number of samples ``N*K``
+``out_shape``      shape of the ``'none'`` output (``()`` when unbatched)
+``result_shape``   shape of the returned loss: ``out_shape`` for ``'none'``, else ``()``
+``reduction``      ``NONE=0, MEAN=1, SUM=2`` (nbxent._common)
+``eps``            effective label smoothing: ``eps`` if ``eps > 0`` else ``0.0`` (NaN/negative -> 0)
+``ignore_index``   int; for probability targets it is negative and has no effect
+``has_weight``     whether a class weight was given (else the kernels get ones)
+``input_dtype``    dtype of the input; the gradient w.r.t. the input has this dtype
+``target_dtype``   dtype of the target as given
+``result_dtype``   dtype of the loss: input dtype (index targets) or
+                   ``result_type(input, target[, weight])`` (probability targets)
+``compute_dtype``  float32 or float64: what kernels compute in (float16 -> float32)
+=================  ==========================================================================
+
+Torch's rules are in the spec (sections 1, 2, 4, 5, 11, 13); the deliberate differences are
+listed in nbxent/_ce_api.py.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from nbxent._common import CACHE, compute_dtype, parse_reduction
+
+__all__ = [
+    "CEPlan", "plan_cross_entropy", "plan_nll_loss", "check_grad_output_shape", "check_out",
+    "parse_wrt", "torch_dtype_name", "scan_targets", "host_input", "host_target_index",
+    "host_target_prob", "host_weight", "host_grad_output",
+]
+
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+_TORCH_NAMES = {
+    "float16": "Half", "float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+    "int16": "Short", "int8": "Char", "uint8": "Byte", "uint16": "UInt16", "uint32": "UInt32",
+    "uint64": "UInt64", "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble",
+}
+
+
+def torch_dtype_name(dtype) -> str:
+    """torch's name for a NumPy dtype (``float32`` -> ``Float``), as used in its messages."""
+    name = np.dtype(dtype).name
+    return _TORCH_NAMES.get(name, name)
+
+
+@dataclass(frozen=True)
+class CEPlan:
+    """Everything decided from shapes, dtypes and options (see the module docstring)."""
+
+    fname: str
+    is_nll: bool
+    prob: bool
+    unbatched: bool
+    N: int
+    C: int
+    K: int
+    spatial: tuple
+    out_shape: tuple
+    result_shape: tuple
+    reduction: int
+    eps: float
+    ignore_index: int
+    has_weight: bool
+    input_dtype: np.dtype
+    target_dtype: np.dtype
+    result_dtype: np.dtype
+    compute_dtype: np.dtype
+
+    @property
+    def S(self) -> int:
+        """Number of samples ``N*K``."""
+        return self.N * self.K
+
+    @property
+    def input_shape(self) -> tuple:
+        """The input's shape."""
+        if self.unbatched:
+            return (self.C,)
+        return (self.N, self.C) + tuple(self.spatial)
+
+
+# ----------------------------------------------------------------------------- metadata part
+
+def _is_array(obj) -> bool:
+    return hasattr(obj, "shape") and hasattr(obj, "dtype") and hasattr(obj, "ndim")
+
+
+def _require_array(fname, name, obj):
+    if not _is_array(obj):
+        raise TypeError(f"{fname}: argument '{name}' must be an array (numpy.ndarray or CUDA "
+                        f"device array), not {type(obj).__name__}")
+
+
+def _parse_ignore_index(fname, ignore_index) -> int:
+    if isinstance(ignore_index, (bool, np.bool_)) or not hasattr(ignore_index, "__index__"):
+        raise TypeError(f"{fname}: argument 'ignore_index' must be int, not "
+                        f"{type(ignore_index).__name__} (got {ignore_index!r})")
+    value = operator.index(ignore_index)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"{fname}: Overflow when unpacking long long "
+                         f"(argument 'ignore_index'={value} is outside int64)")
+    return int(value)
+
+
+def _parse_label_smoothing(fname, label_smoothing) -> float:
+    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(
+            label_smoothing, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fname}: argument 'label_smoothing' must be float, not "
+                        f"{type(label_smoothing).__name__} (got {label_smoothing!r})")
+    eps = float(label_smoothing)
+    if eps > 1.0:
+        raise RuntimeError(f"{fname}: label_smoothing must be between 0.0 and 1.0. Got: {eps} "
+                           f"(argument 'label_smoothing'={label_smoothing!r})")
+    # torch enters the smoothing branch only when eps > 0: negative and NaN act as 0.
+    return eps if eps > 0.0 else 0.0
+
+
+def _check_input_dtype(fname, x):
+    kind = np.dtype(x.dtype).kind
+    if kind in "iub":
+        raise NotImplementedError(f"{fname}: not implemented for '{torch_dtype_name(x.dtype)}' "
+                                  f"(argument 'input' has dtype {np.dtype(x.dtype).name}; "
+                                  f"expected float16, float32 or float64)")
+    if np.dtype(x.dtype) not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"{fname}: unsupported dtype {np.dtype(x.dtype).name} for argument "
+                        f"'input' (expected float16, float32 or float64)")
+
+
+def _check_weight_meta(fname, weight, C, spatial, prob):
+    if weight is None:
+        return None
+    _require_array(fname, "weight", weight)
+    shape = tuple(weight.shape)
+    if weight.ndim != 1 or shape[0] != C:
+        shown = "[" + ", ".join(str(d) for d in shape) + "]"
+        if prob:
+            text = (f"cross_entropy: weight tensor should be defined either for all {C} classes "
+                    f"or no classes but got weight tensor of shape: {shown}")
+        elif spatial:
+            text = "weight tensor should be defined either for all or no classes"
+        else:
+            text = (f"weight tensor should be defined either for all {C} classes or no classes "
+                    f"but got weight tensor of shape: {shown}")
+        raise RuntimeError(f"{fname}: {text} (argument 'weight' has shape {shape}, C={C})")
+    if np.dtype(weight.dtype) not in (np.float16, np.float32, np.float64):
+        raise RuntimeError(f"{fname}: expected a floating point weight but found "
+                           f"{torch_dtype_name(weight.dtype)} (argument 'weight' has dtype "
+                           f"{np.dtype(weight.dtype).name})")
+    return np.dtype(weight.dtype)
+
+
+def _check_index_target_dtype(fname, target, spatial):
+    dt = np.dtype(target.dtype)
+    if dt.kind in "iu":
+        return
+    if spatial:
+        text = f"expected scalar type Long but found {torch_dtype_name(dt)}"
+    else:
+        text = f"expected target dtype to be Long or Byte, but got {torch_dtype_name(dt)}"
+    raise RuntimeError(f"{fname}: {text} (argument 'target' has dtype {dt.name}; "
+                       f"class-index targets must be integers)")
+
+
+def _shape_str(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _index_shapes(fname, x, target):
+    """torch's nll_loss_nd shape checks; returns (N, C, K, spatial, unbatched, out_shape)."""
+    xs, ts = tuple(x.shape), tuple(target.shape)
+    if x.ndim < 1:
+        raise ValueError(f"{fname}: Expected 1 or more dimensions (got {x.ndim}) "
+                         f"(argument 'input' has shape {xs})")
+    if x.ndim == 1:
+        if target.ndim > 1:
+            raise RuntimeError(f"{fname}: 0D or 1D target tensor expected, multi-target not "
+                               f"supported (argument 'target' has shape {ts})")
+        if target.ndim == 1 and ts[0] != 1:
+            raise ValueError(f"{fname}: For 1D input, 1D target must have size 1, but got "
+                             f"target size: {ts[0]} (argument 'target' has shape {ts})")
+        return 1, xs[0], 1, (), True, ()
+    if target.ndim == 0:
+        raise RuntimeError(f"{fname}: a 0-d target needs a 1-D input (argument 'target' has "
+                           f"shape (), argument 'input' has shape {xs})")
+    if xs[0] != ts[0]:
+        raise ValueError(f"{fname}: Expected input batch_size ({xs[0]}) to match target "
+                         f"batch_size ({ts[0]}). (argument 'target' has shape {ts}, "
+                         f"'input' has shape {xs})")
+    N, C = xs[0], xs[1]
+    if x.ndim == 2:
+        if target.ndim != 1:
+            raise RuntimeError(f"{fname}: 0D or 1D target tensor expected, multi-target not "
+                               f"supported (argument 'target' has shape {ts})")
+        return N, C, 1, (), False, (N,)
+    spatial = xs[2:]
+    if x.ndim == 4:
+        if target.ndim != 3:
+            raise RuntimeError(f"{fname}: only batches of spatial targets supported (3D "
+                               f"tensors) but got targets of dimension: {target.ndim} "
+                               f"(argument 'target' has shape {ts})")
+        if ts[1:] != spatial:
+            raise RuntimeError(f"{fname}: size mismatch (got input: {_shape_str(xs)} , target: "
+                               f"{_shape_str(ts)} (argument 'target' has shape {ts})")
+    elif ts[1:] != spatial:
+        raise RuntimeError(f"{fname}: Expected target size {_shape_str((N,) + spatial)}, got "
+                           f"{_shape_str(ts)} (argument 'target' has shape {ts})")
+    K = int(np.prod(spatial, dtype=np.int64))
+    return N, C, K, spatial, False, (N,) + spatial
+
+
+def _result_shape(reduction, out_shape):
+    from nbxent._common import NONE
+    return out_shape if reduction == NONE else ()
+
+
+def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                       label_smoothing=0.0, fname="cross_entropy") -> CEPlan:
+    """Check cross_entropy's arguments from metadata only and return the :class:`CEPlan`."""
+    red = parse_reduction(fname, reduction)
+    _require_array(fname, "input", input)
+    _require_array(fname, "target", target)
+    ii = _parse_ignore_index(fname, ignore_index)
+    eps = _parse_label_smoothing(fname, label_smoothing)
+    x_dt, t_dt = np.dtype(input.dtype), np.dtype(target.dtype)
+    if tuple(input.shape) == tuple(target.shape):
+        if t_dt.kind != "f":
+            raise RuntimeError(f"{fname}: Expected floating point type for target with class "
+                               f"probabilities, got {torch_dtype_name(t_dt)} (argument 'target' "
+                               f"has dtype {t_dt.name} and the input's shape "
+                               f"{tuple(target.shape)})")
+        if ii >= 0:
+            raise RuntimeError(f"{fname}: ignore_index is not supported for floating point "
+                               f"target (argument 'ignore_index'={ii}; must be negative)")
+        if input.ndim == 0:
+            raise IndexError(f"{fname}: Dimension specified as 1 but tensor has no dimensions "
+                             f"(argument 'input' has shape ())")
+        _check_input_dtype(fname, input)
+        xs = tuple(input.shape)
+        unbatched = input.ndim == 1
+        if unbatched:
+            N, C, K, spatial, out_shape = 1, xs[0], 1, (), ()
+        else:
+            N, C, spatial = xs[0], xs[1], xs[2:]
+            K = int(np.prod(spatial, dtype=np.int64))
+            out_shape = (N,) + spatial
+        w_dt = _check_weight_meta(fname, weight, C, spatial, prob=True)
+        res = np.result_type(x_dt, t_dt, *(() if w_dt is None else (w_dt,)))
+        return CEPlan(fname, False, True, unbatched, N, C, K, tuple(spatial), out_shape,
+                      _result_shape(red, out_shape), red, eps, ii, weight is not None, x_dt,
+                      t_dt, np.dtype(res), compute_dtype(res))
+    if input.ndim == 0:
+        raise IndexError(f"{fname}: Dimension specified as 1 but tensor has no dimensions "
+                         f"(argument 'input' has shape ())")
+    _check_input_dtype(fname, input)
+    N, C, K, spatial, unbatched, out_shape = _index_shapes(fname, input, target)
+    _check_weight_meta(fname, weight, C, spatial, prob=False)
+    _check_index_target_dtype(fname, target, spatial)
+    if eps > 0.0 and unbatched and target.ndim == 1:
+        raise RuntimeError(f"{fname}: output with shape [] doesn't match the broadcast shape [1] "
+                           f"(argument 'target' has shape (1,) for a 1-D input with "
+                           f"label_smoothing={eps}; use a 0-d target)")
+    return CEPlan(fname, False, False, unbatched, N, C, K, tuple(spatial), out_shape,
+                  _result_shape(red, out_shape), red, eps, ii, weight is not None, x_dt, t_dt,
+                  x_dt, compute_dtype(x_dt))
+
+
+def plan_nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  fname="nll_loss") -> CEPlan:
+    """Check nll_loss's arguments from metadata only and return the :class:`CEPlan`."""
+    red = parse_reduction(fname, reduction)
+    _require_array(fname, "input", input)
+    _require_array(fname, "target", target)
+    ii = _parse_ignore_index(fname, ignore_index)
+    N, C, K, spatial, unbatched, out_shape = _index_shapes(fname, input, target)
+    _check_weight_meta(fname, weight, C, spatial, prob=False)
+    _check_input_dtype(fname, input)
+    _check_index_target_dtype(fname, target, spatial)
+    x_dt = np.dtype(input.dtype)
+    return CEPlan(fname, True, False, unbatched, N, C, K, tuple(spatial), out_shape,
+                  _result_shape(red, out_shape), red, 0.0, ii, weight is not None, x_dt,
+                  np.dtype(target.dtype), x_dt, compute_dtype(x_dt))
+
+
+def parse_wrt(fname, plan: CEPlan, wrt) -> str:
+    """Validate ``wrt``: ``'input'`` always, ``'target'`` for probability targets only."""
+    if wrt not in ("input", "target"):
+        raise ValueError(f"{fname}: argument 'wrt'={wrt!r} is not one of 'input', 'target'")
+    if wrt == "target" and not plan.prob:
+        raise RuntimeError(f"{fname}: the derivative for 'target' is not implemented "
+                           f"(argument 'wrt'='target' needs probability targets; class-index "
+                           f"targets of dtype {plan.target_dtype.name} are not differentiable)")
+    return wrt
+
+
+def check_grad_output_shape(fname, plan: CEPlan, grad_output):
+    """grad_output must have the forward result's shape (0-d for mean/sum)."""
+    shape = tuple(np.shape(grad_output)) if not _is_array(grad_output) else tuple(grad_output.shape)
+    if shape != tuple(plan.result_shape):
+        raise ValueError(f"{fname}: argument 'grad_output' has shape {shape} but the loss has "
+                         f"shape {tuple(plan.result_shape)}")
+
+
+def check_out(fname, plan: CEPlan, out):
+    """``out=`` must be a writeable C-contiguous array of the input's shape and dtype."""
+    if out is None:
+        return
+    if not _is_array(out):
+        raise ValueError(f"{fname}: argument 'out' must be an array, not {type(out).__name__}")
+    if tuple(out.shape) != plan.input_shape:
+        raise ValueError(f"{fname}: argument 'out' has shape {tuple(out.shape)}, expected the "
+                         f"input's shape {plan.input_shape}")
+    if np.dtype(out.dtype) != plan.input_dtype:
+        raise ValueError(f"{fname}: argument 'out' has dtype {np.dtype(out.dtype).name}, "
+                         f"expected the input's dtype {plan.input_dtype.name}")
+    flags = getattr(out, "flags", None)
+    if flags is not None:
+        if not flags["C_CONTIGUOUS"]:
+            raise ValueError(f"{fname}: argument 'out' must be C-contiguous")
+        if isinstance(out, np.ndarray) and not flags["WRITEABLE"]:
+            raise ValueError(f"{fname}: argument 'out' is read-only")
+
+
+# ----------------------------------------------------------------------------- value part
+
+@njit(cache=CACHE, error_model="numpy")
+def _scan(t, w, has_w, ignore_index, n_classes):
+    """First out-of-range target (index, or -1), the valid count and sum_{valid} w[t] (float64)."""
+    total = 0.0
+    count = 0
+    for i in range(t.shape[0]):
+        ti = t[i]
+        if ti == ignore_index:
+            continue
+        if ti < 0 or ti >= n_classes:
+            return i, count, total
+        count += 1
+        total += np.float64(w[ti]) if has_w else 1.0
+    return -1, count, total
+
+
+def scan_targets(plan: CEPlan, t_flat, w_compute, target_shape) -> tuple:
+    """Range-check int64 targets before any kernel indexes with them.
+
+    Args:
+        t_flat: int64 C-contiguous ``(S,)`` host array.
+        w_compute: ``(C,)`` weights in the compute dtype (ones when none were given).
+        target_shape: the target's shape as given, for the error message.
+
+    Returns:
+        ``(n_valid, W)``: the count of non-ignored samples and ``sum w[t]`` over them (float64).
+
+    Raises:
+        IndexError: torch's ``Target {t} is out of bounds.``, with the first bad position.
+    """
+    bad, count, total = _scan(t_flat, w_compute, plan.has_weight, plan.ignore_index, plan.C)
+    if bad >= 0:
+        where = tuple(int(i) for i in np.unravel_index(bad, target_shape)) if target_shape else ()
+        raise IndexError(f"{plan.fname}: Target {int(t_flat[bad])} is out of bounds. (argument "
+                         f"'target' at index {where}, C={plan.C})")
+    return int(count), float(total)
+
+
+def host_input(plan: CEPlan, x, dtype=None) -> np.ndarray:
+    """The input as a C-contiguous ``(N, C, K)`` array of the compute dtype (no copy if it is one)."""
+    dt = plan.compute_dtype if dtype is None else dtype
+    return np.ascontiguousarray(x, dtype=dt).reshape(plan.N, plan.C, plan.K)
+
+
+def host_target_index(plan: CEPlan, target) -> np.ndarray:
+    """Class-index targets as a C-contiguous int64 ``(S,)`` array; uint64 values above int64 raise."""
+    t = np.asarray(target)
+    if t.dtype == np.uint64 and t.size and int(t.max()) > _INT64_MAX:
+        flat = t.reshape(-1)
+        bad = int(np.argmax(flat > _INT64_MAX))
+        where = tuple(int(i) for i in np.unravel_index(bad, t.shape)) if t.shape else ()
+        raise IndexError(f"{plan.fname}: Target {int(flat[bad])} is out of bounds. (argument "
+                         f"'target' at index {where}, C={plan.C})")
+    return np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+
+
+def host_target_prob(plan: CEPlan, target) -> np.ndarray:
+    """Probability targets as a C-contiguous ``(N, C, K)`` array of the compute dtype."""
+    return np.ascontiguousarray(target, dtype=plan.compute_dtype).reshape(plan.N, plan.C, plan.K)
+
+
+def host_weight(plan: CEPlan, weight) -> np.ndarray:
+    """Class weights in the compute dtype; ones when ``weight`` is None."""
+    if weight is None:
+        return np.ones(plan.C, dtype=plan.compute_dtype)
+    return np.ascontiguousarray(weight, dtype=plan.compute_dtype)
+
+
+def host_grad_output(fname, plan: CEPlan, grad_output) -> np.ndarray:
+    """grad_output rounded to the loss dtype (as torch reads it), then as float64 ``(S,)`` or ``(1,)``."""
+    check_grad_output_shape(fname, plan, grad_output)
+    g = np.asarray(grad_output)
+    if g.dtype.kind not in "fiu" or g.dtype.kind == "b":
+        raise TypeError(f"{fname}: argument 'grad_output' must be a real array, got dtype "
+                        f"{g.dtype.name}")
+    return np.ascontiguousarray(g.astype(plan.result_dtype), dtype=np.float64).reshape(-1)

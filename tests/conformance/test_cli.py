@@ -1,0 +1,154 @@
+"""nbxent-conformance: exit status 0/1/2, the configuration handed to the engine, the reports written.
+
+The engine is replaced by a fake returning a synthetic run, except in the one
+end-to-end test at the bottom.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from _reports_data import make_run
+from conformance import cli
+from conformance.config import BUILTIN_CANDIDATES, CampaignConfig, ProgressEvent
+from conformance.model import LOSSES
+
+
+class FakeEngine:
+    def __init__(self, run=None, raises=None):
+        self.run, self.raises, self.configs = run, raises, []
+
+    def __call__(self, config, progress):
+        self.configs.append(config)
+        if progress is not None:
+            for done in range(3):
+                progress(ProgressEvent(done=done + 1, total=3, label=f"fake / step {done}"))
+        if self.raises is not None:
+            raise self.raises
+        return self.run
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    fake = FakeEngine(make_run(with_failures=False))
+    monkeypatch.setattr(cli, "_run_campaign", fake)
+    return fake
+
+
+def test_all_pass_exits_0_and_writes_three_reports(tmp_path, engine, capsys):
+    rc = cli.main(["run", "--report-dir", str(tmp_path / "out"), "--candidate", "nbxent", "--seed", "11"])
+    assert rc == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["junit.xml", "report.json", "summary.md"]
+    out, err = capsys.readouterr()
+    assert "PASS: 19 checks passed, 0 failed, 1 skipped" in out
+    assert "conformance: 3/3 (100%)" in err                  # plain progress lines: stderr is not a TTY here
+    (config,) = engine.configs
+    assert (config.candidates, config.seed, config.report_dir) == (["nbxent"], 11, str(tmp_path / "out"))
+
+
+def test_defaults_are_all_builtins_all_losses_and_conformance_report(tmp_path, engine, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--no-progress"]) == 0
+    (config,) = engine.configs
+    default = CampaignConfig()
+    assert config.candidates == list(BUILTIN_CANDIDATES) and config.losses == list(LOSSES)
+    assert (config.oracles, config.dtypes, config.max_examples) == (default.oracles, default.dtypes, default.max_examples)
+    assert os.path.isfile(tmp_path / "conformance-report" / "report.json")
+
+
+def test_repeated_and_multi_valued_options(tmp_path, engine):
+    rc = cli.main(["run", "--no-progress", "--report-dir", str(tmp_path), "-c", "nbxent", "torch", "-c", "nbxent",
+                   "--loss", "nll_loss", "--loss", "cross_entropy", "--oracle", "mpmath", "--dtype", "float32",
+                   "--max-examples", "7", "--no-catalogue"])
+    assert rc == 0
+    (c,) = engine.configs
+    assert c.candidates == ["nbxent", "torch"] and c.losses == ["nll_loss", "cross_entropy"]
+    assert (c.oracles, c.dtypes, c.max_examples, c.run_catalogue) == (["mpmath"], ["float32"], 7, False)
+
+
+def test_conformance_failure_exits_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_run_campaign", FakeEngine(make_run()))
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path)]) == 1
+    assert "FAIL: 16 checks passed, 3 failed" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "report.json"))["verdict"] == "fail"
+
+
+@pytest.mark.parametrize("argv", [
+    [],                                                  # no command
+    ["frobnicate"],                                      # unknown command
+    ["run", "--loss", "softmax"],                        # unknown loss
+    ["run", "--oracle", "wolfram"],
+    ["run", "--dtype", "float16"],
+    ["run", "--max-examples", "0"],
+    ["run", "--max-examples", "many"],
+    ["run", "--seed", "-1"],
+    ["run", "--bogus-option"],
+])
+def test_usage_errors_exit_2(argv, engine, capsys):
+    assert cli.main(argv) == 2
+    assert "error" in capsys.readouterr().err
+    assert engine.configs == []                          # the engine never started
+
+
+def test_candidate_that_cannot_be_found_exits_2(tmp_path, engine, capsys):
+    assert cli.main(["run", "--report-dir", str(tmp_path), "-c", "no_such_module_xyz"]) == 2
+    assert "candidate 'no_such_module_xyz': no module named 'no_such_module_xyz'" in capsys.readouterr().err
+    assert cli.main(["run", "--report-dir", str(tmp_path), "-c", str(tmp_path / "missing.py:impl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert engine.configs == []
+
+
+def test_report_dir_not_writable_exits_2(tmp_path, engine, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")                              # a directory cannot be made under a file (even as root)
+    assert cli.main(["run", "--report-dir", str(blocker / "reports")]) == 2
+    assert "report directory not writable" in capsys.readouterr().err
+    assert engine.configs == []
+
+
+def test_engine_setup_error_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_run_campaign", FakeEngine(raises=ImportError("candidate 'x' failed to import: boom")))
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path)]) == 2
+    assert "boom" in capsys.readouterr().err
+
+
+def test_internal_error_exits_2_with_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_run_campaign", FakeEngine(raises=ZeroDivisionError("harness bug")))
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: harness bug" in err and "internal error" in err
+
+
+def test_nothing_checked_exits_2(tmp_path, monkeypatch, capsys):
+    empty = make_run()
+    empty.results = []
+    monkeypatch.setattr(cli, "_run_campaign", FakeEngine(empty))
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path)]) == 2
+    assert "nothing was checked" in capsys.readouterr().err
+
+
+def test_help_and_list_candidates_explain_candidates(capsys):
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "path/to/file.py" in text and "not supported" in text and "Exit status" in text
+    assert cli.main(["list-candidates"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"  {name}" in text for name in BUILTIN_CANDIDATES)
+
+
+def test_report_command_rerenders_from_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_run_campaign", FakeEngine(make_run()))
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path)]) == 1
+    os.remove(tmp_path / "junit.xml")
+    assert cli.main(["report", str(tmp_path / "report.json")]) == 1
+    assert os.path.isfile(tmp_path / "junit.xml")
+    (tmp_path / "bad.json").write_text("{}")
+    assert cli.main(["report", str(tmp_path / "bad.json")]) == 2
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "conformance", "run", "--loss", "nope"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "invalid choice: 'nope'" in out.stderr
