@@ -183,7 +183,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         results = _run_campaign(config, bar)
     except _SETUP_ERRORS as exc:
-        print(f"nbxent-conformance: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        msg = str(exc)
+        if not msg.startswith(type(exc).__name__):
+            msg = f"{type(exc).__name__}: {msg}"
+        print(f"nbxent-conformance: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         if bar is not None:

@@ -131,9 +131,9 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
     if isinstance(v, np.generic):
-        return v.item()
+        return _jsonable(v.item())
     if isinstance(v, np.ndarray):
-        return v.tolist()
+        return _jsonable(v.tolist())
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return repr(v)                     # JSON has no NaN/inf: 'nan', 'inf', '-inf'
     return v

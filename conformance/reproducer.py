@@ -21,7 +21,7 @@ from conformance.model import Case
 
 #: Arrays passed by keyword; input and target are positional, grad_output goes to the gradient call.
 _KEYWORD_ARRAYS = ("weight", "pos_weight")
-_MAX_NAME = 100
+_MAX_NAME = 120
 
 
 def safe_name(text: str) -> str:
@@ -32,11 +32,21 @@ def safe_name(text: str) -> str:
     return s
 
 
+def _candidate_label(spec: str) -> str:
+    """A short name for a candidate: a file spec by its base name plus a hash of the full path."""
+    target, _, attr = spec.partition(":")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        tag = hashlib.sha1(os.path.abspath(target).encode()).hexdigest()[:6]
+        base = os.path.splitext(os.path.basename(target))[0]
+        return f"{base}-{tag}" + (f".{attr}" if attr else "")
+    return spec.replace(":", ".")
+
+
 def reproducer_dir(report_dir: str, case_id: str, candidate_spec: str, check: str) -> str:
     """``<report_dir>/reproducers/<case id>__<candidate>__<check>``: one directory per failure,
     so two candidates (or two checks) failing the same case never overwrite each other."""
     return os.path.join(report_dir, "reproducers",
-                        safe_name(f"{case_id}__{candidate_spec}__{check}"))
+                        safe_name(f"{case_id}__{_candidate_label(candidate_spec)}__{check}"))
 
 
 def _literal(v: Any) -> str:
@@ -128,6 +138,41 @@ def _candidate_lines(case: Case, spec: str, grad: bool) -> list[str]:
     return lines + ["got = np.asarray(got)"]
 
 
+def _reference_lines(case: Case, oracle: str, grad: bool) -> list[str]:
+    part = "grad" if grad else "value"
+    arrays = ", ".join(f"{k}={k}" for k in case.arrays)
+    lines = [
+        "# The reference, from the oracles of the conformance harness",
+        "from conformance.model import Case",
+        "from conformance.oracles import make_oracle",
+        "",
+        f"case = Case(loss={case.loss!r}, arrays=dict({arrays}), kwargs=kwargs)",
+    ]
+    if oracle == "mpmath":
+        # The harness judges against torch's semantics (NaN/inf where torch has them)
+        # with the exact value wherever both are finite; show all three.
+        lines += [
+            f"ref = make_oracle('scipy').evaluate(case, want_grad={grad!r})      # torch's semantics, float64",
+            f"exact = make_oracle('mpmath').evaluate(case, want_grad={grad!r})   # 50 digits, rounded once",
+            f"want = ref.{part}",
+            f"if want is not None and exact.{part} is not None:",
+            '    print("torch semantics (scipy):", repr(want))',
+            f'    print("exact (mpmath):         ", repr(exact.{part}))',
+            f"    want = np.where(np.isfinite(want) & np.isfinite(exact.{part}), exact.{part}, want)",
+        ]
+    else:
+        lines += [f"ref = make_oracle({oracle!r}).evaluate(case, want_grad={grad!r})",
+                  f"want = ref.{part}"]
+    return lines + [
+        "if ref.error is not None:",
+        '    print(f"reference: torch raises {ref.error} on this case")',
+        "if got is not None:",
+        '    print(f"got  ({got.dtype}, shape {got.shape}):", repr(got))',
+        "if want is not None:",
+        f'    print(f"want (float64, {oracle}, shape {{want.shape}}):", repr(want))',
+    ]
+
+
 def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, strided: list[str] = ()) -> str:
     """The text of ``repro.py`` (see ``write_reproducer``)."""
     grad = check == "grad_input"
@@ -167,30 +212,19 @@ def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, s
         '    got = None',
         '    print(f"candidate raised {type(exc).__name__}: {exc}")',
         "",
-        f"# The reference: the {oracle!r} oracle of the conformance harness (float64 or better)",
-        "from conformance.model import Case",
-        "from conformance.oracles import make_oracle",
-        "",
-        f"case = Case(loss={case.loss!r}, arrays=dict({', '.join(f'{k}={k}' for k in case.arrays)}), kwargs=kwargs)",
-        f"ref = make_oracle({oracle!r}).evaluate(case, want_grad={grad!r})",
-        f"want = ref.{'grad' if grad else 'value'}",
-        "if ref.error is not None:",
-        '    print(f"reference: torch raises {ref.error} on this case")',
-        "if got is not None:",
-        '    print(f"got  ({got.dtype}, shape {got.shape}):", repr(got))',
-        "if want is not None:",
-        '    print(f"want (float64 from {ref.oracle!r}, shape {want.shape}):", repr(want))',
+    ] + _reference_lines(case, oracle, grad) + [
         "if got is not None and want is not None and got.shape == want.shape and got.size:",
         "    g, w = got.astype(np.float64), want.astype(np.float64)",
         "    with np.errstate(all='ignore'):",
         "        both = (np.isnan(g) & np.isnan(w)) | (g == w)               # NaN where NaN is due, equal infinities",
         "        abs_err = np.where(both, 0.0, np.abs(g - w))",
         "        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)      # NaN on one side only: worst",
-        "        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(w))",
+        "        rel_err = np.where(abs_err == 0, 0.0,",
+        "                           np.where(np.isfinite(w) & (w != 0), abs_err / np.abs(w), np.inf))",
         "    i = np.unravel_index(np.argmax(abs_err), abs_err.shape)",
         '    print(f"max abs error: {float(abs_err.max())!r} at index {tuple(int(k) for k in i)}: '
         'got {got[i]!s}, want {float(w[i])!r}")',
-        '    print(f"max rel error: {float(np.nanmax(rel_err))!r}")',
+        '    print(f"max rel error: {float(rel_err.max())!r}")',
         '    print(f"NaN mismatches: {int(np.sum(np.isnan(g) != np.isnan(w)))} of {g.size}")',
         "elif got is not None and want is not None:",
         '    print(f"shape mismatch: got {got.shape}, want {want.shape}")',

@@ -249,7 +249,8 @@ def _result_buffer(plan: BcePlan, dtype, out) -> tuple[np.ndarray, np.ndarray]:
 
 def _finish(final: np.ndarray, flat: np.ndarray) -> np.ndarray:
     if final.dtype != flat.dtype:
-        np.copyto(final, flat.reshape(final.shape), casting="same_kind")
+        with np.errstate(over="ignore"):  # beyond float16's range rounds to +-inf, as torch's
+            np.copyto(final, flat.reshape(final.shape), casting="same_kind")
     return final
 
 
@@ -265,7 +266,8 @@ def _total(plan: BcePlan, part: np.ndarray) -> np.ndarray:
             total = float(np.sum(hi))
         if plan.reduction == MEAN:
             total = total / plan.numel
-    return np.asarray(total, dtype=plan.result_dtype)
+    with np.errstate(over="ignore"):
+        return np.asarray(total, dtype=plan.result_dtype)
 
 
 def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,

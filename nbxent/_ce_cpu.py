@@ -39,7 +39,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_like, row_max)
+from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff,
+                                    exp_sum_term, row_max)
 from nbxent._ce_scalar import index_loss, lse_from, smooth_mix, target_p_minus_1
 from nbxent._common import CACHE
 
@@ -88,10 +89,10 @@ def _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
         if eps > 0.0:
             c_w = cast_like(gs * b, m)
             for j in range(C):
-                grad[n, j] = c_p * exp_like(x[n, j] - m) - c_w * w[j]
+                grad[n, j] = c_p * exp_diff(x[n, j], m) - c_w * w[j]
         else:
             for j in range(C):
-                grad[n, j] = c_p * exp_like(x[n, j] - m)
+                grad[n, j] = c_p * exp_diff(x[n, j], m)
         pm1 = target_p_minus_1(lt)
         grad[n, tn] = cast_like(gs * ((1.0 - eps) * wt * pm1 + b * (sumw * (1.0 + pm1) - wt)), m)
 
@@ -126,7 +127,7 @@ def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want
             m[kk] = v if v > m[kk] else m[kk]
     for c in range(C):
         for kk in range(nb):
-            e = np.float64(exp_like(x[n, c, k0 + kk] - m[kk]))
+            e = np.float64(exp_sum_term(x[n, c, k0 + kk], m[kk]))
             s_other[kk] += 0.0 if c == tk[kk] else e
     lt = np.empty(nb)
     s = np.empty(nb)
@@ -171,10 +172,10 @@ def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want
         wc = w[c]
         if eps > 0.0:
             for kk in range(nb):
-                grad[n, c, k0 + kk] = c_p[kk] * exp_like(x[n, c, k0 + kk] - m[kk]) - c_w[kk] * wc
+                grad[n, c, k0 + kk] = c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk]) - c_w[kk] * wc
         else:
             for kk in range(nb):
-                grad[n, c, k0 + kk] = c_p[kk] * exp_like(x[n, c, k0 + kk] - m[kk])
+                grad[n, c, k0 + kk] = c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk])
     for kk in range(nb):
         tv = tk[kk]
         if tv < 0:

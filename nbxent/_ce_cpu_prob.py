@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nbxent._ce_cpu_common import FASTMATH, block_sum_exp, cast_like, exp_like, row_max
+from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff,
+                                    exp_sum_term, row_max)
 from nbxent._ce_scalar import lse_from
 from nbxent._common import CACHE
 
@@ -53,7 +54,7 @@ def _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gr
         c_g = cast_like(gs, m)
         for j in range(C):
             qj = a * q[n, j] + b if eps > 0.0 else q[n, j]
-            grad[n, j] = c_p * exp_like(x[n, j] - m) - c_g * (w[j] * qj)
+            grad[n, j] = c_p * exp_diff(x[n, j], m) - c_g * (w[j] * qj)
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
@@ -83,7 +84,7 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
     s = np.zeros(nb)
     for c in range(C):
         for kk in range(nb):
-            s[kk] += np.float64(exp_like(x[n, c, k0 + kk] - m[kk]))
+            s[kk] += np.float64(exp_sum_term(x[n, c, k0 + kk], m[kk]))
     lse = np.empty(nb)
     for kk in range(nb):
         lse[kk] = lse_from(np.float64(m[kk]), s[kk])
@@ -118,7 +119,7 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
             wc = w[c]
             for kk in range(nb):
                 qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
-                grad[n, c, k0 + kk] = (c_p[kk] * exp_like(x[n, c, k0 + kk] - m[kk])
+                grad[n, c, k0 + kk] = (c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk])
                                        - c_g[kk] * (wc * qc))
 
 

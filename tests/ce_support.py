@@ -33,6 +33,11 @@ def u(dtype) -> float:
     return float(np.finfo(dtype).eps) / 2
 
 
+def rounding_floor(dtype) -> float:
+    """Absolute error of rounding a result into ``dtype``'s subnormal range (half a spacing)."""
+    return float(np.finfo(dtype).smallest_subnormal) / 2
+
+
 # ----------------------------------------------------------------------------- torch oracle
 
 def torch_call(name, *arrays, **kwargs):
@@ -103,7 +108,8 @@ def ce_scales(x, target, weight=None, ignore_index=-100, label_smoothing=0.0, pr
             tc = np.where(valid, t, 0)
             wt = w[tc] if C else np.zeros(S)
             scale = (1 - eps) * np.abs(wt) * mag[np.arange(S), tc] if C else np.zeros(S)
-            scale = scale + (eps / max(C, 1)) * (np.abs(w) * mag).sum(axis=1)
+            if eps > 0:
+                scale = scale + (eps / max(C, 1)) * (np.abs(w) * mag).sum(axis=1)
             scale = np.where(valid, scale, 0.0)
     return scale, lse[:, 0]
 

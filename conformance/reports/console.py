@@ -2,7 +2,8 @@
 
 The progress display redraws one line in place on a terminal; when stderr is
 not a terminal (a CI log, a pipe) it prints a plain line at each tenth of the
-work and whenever the failure count grows, so logs stay short and readable.
+work, whenever the failure count grows and when a new stage (candidate / loss /
+catalogue or fuzz) starts, so logs stay short and readable.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class ProgressBar:
         self._last_draw = -float("inf")
         self._last_tenth = -1
         self._last_failures = 0
+        self._last_label: str | None = None
         self._drawn = False
         self._last: ProgressEvent | None = None
 
@@ -47,10 +49,13 @@ class ProgressBar:
                 self.stream.flush()
                 self._drawn = True
             return
+        # A line per tenth of the work, per new failure count and per new stage
+        # (label): the engine's total may grow, so the label keeps a CI log moving.
         tenth = 10 * event.done // event.total if event.total > 0 else 0
-        if tenth > self._last_tenth or event.failures > self._last_failures:
+        if tenth > self._last_tenth or event.failures > self._last_failures or event.label != self._last_label:
             self._last_tenth = max(tenth, self._last_tenth)
             self._last_failures = event.failures
+            self._last_label = event.label
             self.stream.write(self._line(event) + "\n")
             self.stream.flush()
 

@@ -5,7 +5,7 @@ Layout (the subset every JUnit consumer reads: GitHub/GitLab/Jenkins/Azure):
     <testsuites name="nbxent-conformance" tests failures errors skipped time>
       <testsuite name="<candidate>" tests failures errors skipped time timestamp>
         <properties> seed, versions </properties>
-        <testcase classname="conformance.<candidate>.<loss>" name="<check>">
+        <testcase classname="conformance.<candidate, dots as _>.<loss>" name="<check>">
           <failure type="fail" message="...">worst error, failing cases, reproducers</failure>
           | <error type="crash" ...>           (no 'fail' result, only error/crash/timeout)
           | <skipped message="not supported: ..."/>
@@ -15,6 +15,7 @@ A test case aggregates every case of its check; it fails if any case failed.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -35,6 +36,13 @@ _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _clean(text: Any) -> str:
     return _BAD_XML.sub("\ufffd", str(text))
+
+
+def classname(candidate: str, loss: str) -> str:
+    """``conformance.<candidate>.<loss>``; viewers split class names at dots, so the
+    candidate's own dots (a module path, a file name) become underscores."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "_", candidate).strip("_") or "candidate"
+    return f"conformance.{label}.{loss}"
 
 
 def _failure_message(cell: Cell) -> str:
@@ -93,7 +101,7 @@ def render_junit(results: RunResults | dict[str, Any]) -> ET.Element:
             tallies[row.candidate] = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         t = tallies[row.candidate]
         for cell in row.cells:
-            case = ET.SubElement(suite, "testcase", classname=_clean(f"conformance.{row.candidate}.{row.loss}"),
+            case = ET.SubElement(suite, "testcase", classname=_clean(classname(row.candidate, row.loss)),
                                  name=cell.check, time="0")
             t["tests"] += 1
             if cell.verdict == FAIL:
@@ -116,11 +124,22 @@ def render_junit(results: RunResults | dict[str, Any]) -> ET.Element:
             suite.set(k, str(v))
             grand[k] += v
         suite.set("time", "0")
-        suite.set("timestamp", str(run.get("started", "")))
+        suite.set("timestamp", _timestamp(run.get("started")))
     for k, v in grand.items():
         root.set(k, str(v))
     root.set("time", f"{duration:.3f}")
     return root
+
+
+def _timestamp(started: Any) -> str:
+    """The start time as the Ant JUnit schema wants it: ISO 8601 in UTC without an offset."""
+    try:
+        t = datetime.datetime.fromisoformat(str(started).replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if t.tzinfo is not None:
+        t = t.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _pass_note(cell: Cell) -> str:

@@ -112,7 +112,7 @@ def render_markdown(results: RunResults | dict[str, Any]) -> str:
     head = [
         f"# nbxent conformance: {'❌ FAIL' if failed else '✅ PASS'}",
         "",
-        f"seed {run.get('seed')} · {n_cases} cases · {len(run.get('results') or [])} checks · "
+        f"seed {run.get('seed')} · {n_cases} cases · {len(run.get('results') or [])} check results · "
         f"{(num(run.get('duration_s')) or 0.0):.1f} s · oracles {', '.join(cfg.get('oracles') or []) or '?'} · "
         f"dtypes {', '.join(cfg.get('dtypes') or []) or '?'}",
         "",

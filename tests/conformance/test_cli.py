@@ -152,3 +152,43 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "conformance", "run", "--loss", "nope"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "invalid choice: 'nope'" in out.stderr
+
+
+TINY_CANDIDATE = '''
+"""binary_cross_entropy_with_logits only, without weight/pos_weight, and no dtype check on target."""
+import numpy as np
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+    if input.shape != target.shape:
+        raise ValueError(f"binary_cross_entropy_with_logits: shape mismatch {input.shape} vs {target.shape}")
+    x = input.astype(np.float64)
+    with np.errstate(all="ignore"):
+        l = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+    out = {"none": l, "sum": l.sum(), "mean": l.mean() if l.size else np.nan}[reduction]
+    return np.asarray(out, dtype=np.result_type(input.dtype, target.dtype))
+'''
+
+
+def test_end_to_end_on_a_tiny_candidate(tmp_path, capsys):
+    """The real engine on a small budget: the candidate's missing target-dtype check is a conformance failure."""
+    pytest.importorskip("conformance.engine")
+    cand = tmp_path / "tiny.py"
+    cand.write_text(TINY_CANDIDATE)
+    out_dir = tmp_path / "report"
+    rc = cli.main(["run", "--no-progress", "-c", str(cand), "--loss", "binary_cross_entropy_with_logits",
+                   "--max-examples", "3", "--seed", "1", "--oracle", "scipy", "mpmath", "--dtype", "float64",
+                   "--report-dir", str(out_dir)])
+    assert rc == 1, capsys.readouterr()
+    doc = json.load(open(out_dir / "report.json"))
+    assert doc["verdict"] == "fail" and doc["config"]["max_examples"] == 3
+    statuses = {(r["check"], r["status"]) for r in doc["results"]}
+    assert ("error_semantics", "fail") in statuses and ("value", "pass") in statuses
+    (info,) = doc["candidates"]
+    assert {"weight", "pos_weight", "backward"} <= set(info["not_supported"]["binary_cross_entropy_with_logits"])
+    failing = [r for r in doc["results"] if r["status"] == "fail"]
+    assert all(r["reproducer"] and os.path.isfile(os.path.join(r["reproducer"], "repro.py")) for r in failing)
+    # a reproducer runs on its own and shows the missing exception
+    err_case = next(r for r in failing if r["check"] == "error_semantics")
+    run = subprocess.run([sys.executable, os.path.join(err_case["reproducer"], "repro.py")], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and "reference: torch raises" in run.stdout and "got  (" in run.stdout

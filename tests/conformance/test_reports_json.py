@@ -1,5 +1,6 @@
 """report.json: strict JSON, versioned, round-trips a RunResults (NaN/inf included)."""
 import json
+import os
 import math
 
 import numpy as np
@@ -67,3 +68,13 @@ def test_newer_schema_is_refused(tmp_path):
     path.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(ValueError, match="schema_version"):
         read_json(str(path))
+
+
+def test_every_field_is_documented_in_the_schema(tmp_path):
+    doc = json.load(open(write_json(make_run(), str(tmp_path)), encoding="utf-8"))
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "conformance.md"), encoding="utf-8").read()
+    schema = docs.split("### report.json schema")[1].split("```text")[1].split("```")[0]
+    keys = set(doc) | set(doc["summary"]) | set(doc["summary"]["rows"][0]) | set(doc["candidates"][0])
+    keys |= set(doc["results"][0]) | set(doc["results"][0]["error"]) | set(doc["findings"][0])
+    missing = sorted(k for k in keys if f'"{k}"' not in schema)
+    assert not missing, f"fields of report.json missing from the schema in docs/conformance.md: {missing}"

@@ -3,6 +3,7 @@ import xml.etree.ElementTree as ET
 
 from _reports_data import FAIL_MESSAGE, make_run
 from conformance.reports import render_junit, write_junit
+from conformance.reports.junit import classname
 
 
 def _parse(tmp_path, run):
@@ -22,6 +23,7 @@ def test_counts_match_the_synthetic_run(tmp_path):
         assert suite.get("failures") == str(len(suite.findall("testcase/failure")))
         assert suite.get("errors") == str(len(suite.findall("testcase/error")))
         assert suite.get("skipped") == str(len(suite.findall("testcase/skipped")))
+    assert suites["good"].get("timestamp") == "2026-01-01T00:00:00"      # Ant schema: no offset
     names = {(c.get("classname"), c.get("name")) for c in root.iter("testcase")}
     assert len(names) == 20                    # no duplicate test ids
 
@@ -60,3 +62,8 @@ def test_not_supported_is_skipped_and_passing_has_no_failure():
 def test_all_pass_run_has_no_failures():
     root = render_junit(make_run(with_failures=False).to_dict())   # the JSON form is accepted too
     assert (root.get("failures"), root.get("errors"), root.get("tests")) == ("0", "0", "20")
+
+
+def test_classname_keeps_one_level_per_part():
+    assert classname("nbxent.cuda", "nll_loss") == "conformance.nbxent_cuda.nll_loss"
+    assert classname("/tmp/x/my.losses.py:Impl", "cross_entropy") == "conformance.tmp_x_my_losses_py_Impl.cross_entropy"

@@ -53,6 +53,14 @@ def test_console_summary_lines():
     assert text.rstrip().endswith("out/report.json")
 
 
+def test_progress_plain_line_when_the_stage_changes():
+    out = io.StringIO()
+    bar = ProgressBar(out, clock=lambda: 0.0)
+    for done, label in [(1, "a / catalogue"), (2, "a / catalogue"), (3, "a / catalogue"), (3, "a / fuzz")]:
+        bar(ProgressEvent(done=done, total=100, label=label))
+    assert [line.split()[-1] for line in out.getvalue().splitlines()] == ["catalogue", "fuzz"]
+
+
 class _Tty(io.StringIO):
     def isatty(self):
         return True
@@ -85,3 +93,21 @@ def test_progress_redraws_in_place_on_a_tty():
     assert text.count("\n") == 1 and text.endswith("\n")
     assert text.count("\r") < 21                     # throttled, not one redraw per event
     assert "[########################] 20/20 100%" in text
+
+
+def test_aggregated_fuzz_results_count_all_their_examples():
+    from conformance.model import CheckResult
+    from conformance.reports._aggregate import aggregate, count_cases
+
+    ids = {"l/fuzz/0-all": {"loss": "l", "origin": "fuzz", "examples": 40},
+           "l/fuzz/0-000007": {"loss": "l", "origin": "fuzz"},          # the shrunk failure: one of the 40
+           "l/catalogue/a": {"loss": "l", "origin": "a"}}
+    assert count_cases(ids) == 41
+    assert count_cases({"l/fuzz/0-000007": {"origin": "fuzz"}}) == 1
+    run = make_run(with_failures=False)
+    for r in run.results:                      # the synthetic cases become 3 catalogue cases
+        r.case = dict(r.case, origin="catalogue_entry")
+    run.results.append(CheckResult("good", "nll_loss", "value", "pass", "nll_loss/fuzz/7-all",
+                                   {"loss": "nll_loss", "origin": "fuzz", "examples": 25}))
+    row = next(r for r in aggregate(run.to_dict()) if (r.candidate, r.loss) == ("good", "nll_loss"))
+    assert row.n_cases == 3 + 25
