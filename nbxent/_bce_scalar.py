@@ -99,7 +99,7 @@ def bcewl_loss(x, y, pw, has_pw):
         pwy = y
     if (abs(x) <= FINITE_MAX and abs(y) <= FINITE_MAX and abs(lw) <= FINITE_MAX
             and abs(pwy) <= FINITE_MAX):
-        return (1.0 - y) * x - lw * (min(x, 0.0) - L)
+        return (1.0 - y) * max(x, 0.0) + pwy * max(-x, 0.0) + lw * L
     return (1.0 - y) * x - lw * (min(x, 0.0) - L)
 
 
@@ -123,7 +123,7 @@ def bcewl_grad_input(x, y, pw, has_pw):
         s_neg = 1.0 / d
     pwy = pw * y if has_pw else y
     if abs(y) <= FINITE_MAX and abs(pwy) <= FINITE_MAX:
-        return s_pos - y if not has_pw else (pwy + 1.0 - y) * s_pos - pwy
+        return (1.0 - y) * s_pos - pwy * s_neg
     if has_pw:
         return (pwy + 1.0 - y) * s_pos - pwy
     return s_pos - y
@@ -164,7 +164,7 @@ def bcewl_loss_and_grad(x, y, pw, has_pw):
         pwy = y
     finite_y = abs(y) <= FINITE_MAX and abs(pwy) <= FINITE_MAX
     if abs(x) <= FINITE_MAX and finite_y and abs(lw) <= FINITE_MAX:
-        loss = (1.0 - y) * x - lw * (min(x, 0.0) - L)
+        loss = (1.0 - y) * max(x, 0.0) + pwy * max(-x, 0.0) + lw * L
     else:
         loss = (1.0 - y) * x - lw * (min(x, 0.0) - L)
     if finite_y:

@@ -1,8 +1,35 @@
 """Shared pytest configuration for the CPU suite."""
+import hashlib
 import os
+import pathlib
 
 import numpy as np
 import pytest
+
+
+def _drop_stale_numba_cache() -> None:
+    """Delete nbxent's on-disk Numba cache when any nbxent source changed.
+
+    Numba keys a cached kernel on its own file's timestamp only; a kernel that
+    inlines a formula from another module (_ce_scalar, _bce_scalar, _fastmath)
+    would otherwise keep running the old formula after that module changes.
+    """
+    pkg = pathlib.Path(__file__).resolve().parent.parent / "nbxent"
+    digest = hashlib.sha256()
+    for src in sorted(pkg.rglob("*.py")):
+        digest.update(src.relative_to(pkg).as_posix().encode())
+        digest.update(src.read_bytes())
+    stamp = pkg / "__pycache__" / "nbxent-sources.sha256"
+    current = digest.hexdigest()
+    if stamp.exists() and stamp.read_text() == current:
+        return
+    for cached in list(pkg.rglob("__pycache__/*.nbi")) + list(pkg.rglob("__pycache__/*.nbc")):
+        cached.unlink(missing_ok=True)
+    stamp.parent.mkdir(exist_ok=True)
+    stamp.write_text(current)
+
+
+_drop_stale_numba_cache()
 
 # hypothesis profile: derandomized so a CI run is reproducible; the seed for
 # ad-hoc exploration can be changed with HYPOTHESIS_PROFILE=explore.

@@ -68,8 +68,10 @@ def _class_index(loss, arrays, kwargs, want_grad):
     elif red in ("none", "sum"):
         value = np.asarray(per.sum())
     else:
-        num = (1 - eps) * nll.sum() + (eps / C) * smooth.sum() if eps > 0 else nll.sum()
-        value = np.asarray(np.float64(num) / np.float64(W))
+        # two divisions, as torch (spec 0): with W == 0 the nll term is 0/0 = nan even at eps = 1
+        W = np.float64(W)
+        value = (1 - eps) * (nll.sum() / W) + (eps / C) * (smooth.sum() / W) if eps > 0 else nll.sum() / W
+        value = np.asarray(value)
     grad = None
     if want_grad:
         red_g = "sum" if (red == "none" and x.ndim == 1) else red
