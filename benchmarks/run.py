@@ -99,7 +99,7 @@ def bench_case(case, quick, prototype):
             cands["prototype"] = _try(p)
     live = {k: v for k, v in cands.items() if callable(v)}
     reps = _reps_for(arrays["x"].nbytes, quick)
-    meds, rounds = _harness.interleaved_medians(list(live.values()), reps, budget_s=20 if not quick else 5)
+    meds, rounds = _harness.interleaved_medians(list(live.values()), reps, budget_s=12 if not quick else 5)
     times = {k: cands[k] for k in cands}
     times.update(dict(zip(live, meds)))
     rows = []

@@ -19,6 +19,7 @@ import platform
 import re
 import sys
 import time
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -35,6 +36,8 @@ from conformance.worker import Worker
 
 #: Failing calls per (candidate, loss) that hypothesis may spend shrinking; later failures are not shrunk.
 MAX_SHRINK_CALLS = 40
+#: Of those, calls that crashed the worker (each costs a process restart). Timeouts are never shrunk.
+MAX_CRASH_SHRINKS = 6
 #: On the CUDA simulator (~0.3 s per call) the catalogue is cut down: float32 only, inputs of at
 #: most this many elements, and one reduction of each entry that exists for all three.
 SIM_MAX_ELEMENTS = 64
@@ -252,9 +255,11 @@ class _Campaign:
             self.progress(ProgressEvent(self.done, self.total, label, self.failures))
 
     # ----------------------------------------------------------------- catalogue and fuzzing
-    def run_catalogue(self, spec, worker, loss, feats, simulated):
+    @staticmethod
+    def catalogue_cases(loss, feats, simulated) -> list[Case]:
+        """The catalogue entries this candidate gets (cut down on the CUDA simulator)."""
         dtypes = tuple(d for d in feats.dtypes if d in ("float32", "float64"))
-        families = set()
+        families, out = set(), []
         for case in catalogue.entries(loss, dtypes[:1] if simulated else dtypes):
             if not strategies.fits(case, feats):
                 continue
@@ -263,11 +268,16 @@ class _Campaign:
                 if case.arrays["input"].size > SIM_MAX_ELEMENTS or family in families:
                     continue
                 families.add(family)
+            out.append(case)
+        return out
+
+    def run_catalogue(self, spec, worker, loss, feats, cases):
+        for case in cases:
             self.record(case, self.evaluate(case, f"{loss}/catalogue/{case.origin}", worker, feats, spec))
             self.tick(f"{spec} / {loss} / catalogue")
 
     def run_fuzz(self, spec, worker, loss, feats, budget):
-        state = {"n": 0, "fails": 0, "last": None, "worst": {}, "differs": None}
+        state = {"n": 0, "fails": 0, "crashes": 0, "last": None, "worst": {}, "differs": None}
 
         def prop(case):
             state["n"] += 1
@@ -284,8 +294,11 @@ class _Campaign:
                 if r.status == "torch_differs" and state["differs"] is None:
                     state["differs"] = (case, r)
             if failing:
-                if state["fails"] < MAX_SHRINK_CALLS and all(r.status != "timeout" for r in failing):
+                crashed = any(r.status == "crash" for r in failing)
+                if state["fails"] < MAX_SHRINK_CALLS and all(r.status != "timeout" for r in failing) \
+                        and not (crashed and state["crashes"] >= MAX_CRASH_SHRINKS):
                     state["fails"] += 1
+                    state["crashes"] += crashed
                     state["last"] = (case, failing)
                     raise _Failed(case_id)
                 if state["last"] is None:
@@ -296,7 +309,9 @@ class _Campaign:
             phases=[Phase.explicit, Phase.generate, Phase.shrink], verbosity=Verbosity.quiet,
             suppress_health_check=list(HealthCheck))(given(strategies.cases(loss, feats))(prop)))
         try:
-            test()
+            with warnings.catch_warnings():   # hypothesis warns about the size of a failing case's repr
+                warnings.simplefilter("ignore", hyp_errors.HypothesisWarning)
+                test()
         except (_Failed, hyp_errors.Flaky):
             pass
         n = state["n"]
@@ -351,11 +366,11 @@ def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = Non
                     feats = strategies.Features(feats.names - {"large_classes"}, feats.dtypes, feats.max_ndim,
                                                 min(feats.max_classes, 64), feats.reductions)
                 budget = config.simulator_max_examples if simulated else config.max_examples
-                plans.append((spec, worker, loss, feats, budget, simulated))
-        camp.total = sum(p[4] for p in plans)
-        for spec, worker, loss, feats, budget, simulated in plans:
-            if config.run_catalogue:
-                camp.run_catalogue(spec, worker, loss, feats, simulated)
+                cat = camp.catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
+                plans.append((spec, worker, loss, feats, budget, cat))
+        camp.total = sum(p[4] + len(p[5]) for p in plans)
+        for spec, worker, loss, feats, budget, cat in plans:
+            camp.run_catalogue(spec, worker, loss, feats, cat)
             if budget > 0:
                 camp.run_fuzz(spec, worker, loss, feats, budget)
     finally:

@@ -147,8 +147,12 @@ def _class_case(draw, loss: str, f: Features) -> Case:
                 kw["ignore_index"] = ii
             mask = np.ones(t.shape, bool) if draw(st.integers(0, 4)) == 0 else rng.random(t.shape) < 0.4
             t[mask] = ii
-        if layout == "unbatched" and draw(st.integers(0, 4)) == 0:
-            t = t.reshape(1)                                     # the 1-element 1-D target torch also accepts
+        if f.has("errors") and t.size and draw(st.integers(0, 11)) == 0:
+            # an out-of-range target (spec 4: IndexError for every reduction); never the ignore_index
+            bad = draw(st.sampled_from([C, -1, C + 7, -2]))
+            t.reshape(-1)[rng.integers(0, t.size)] = bad if bad != kw.get("ignore_index", -100) else C
+        if layout == "unbatched" and C > 1 and draw(st.integers(0, 4)) == 0:
+            t = t.reshape(1)      # the 1-element 1-D target torch also accepts (C = 1 would make it prob-shaped)
         target = t
     if loss == "nll_loss" and draw(st.booleans()):
         x = log_softmax(x, axis=0 if layout == "unbatched" else 1)   # real log-probabilities
@@ -214,7 +218,11 @@ def _binary_case(draw, loss: str, f: Features) -> Case:
 
 
 def cases(loss: str, features: Features) -> st.SearchStrategy[Case]:
-    """Random valid-by-construction cases (a few may still be invalid, e.g. a -100 pushed out of range)."""
+    """Random cases for ``loss`` within ``features``.
+
+    Valid by construction, except that a candidate supporting ``errors`` sometimes
+    gets an out-of-range class-index target (the oracle then expects IndexError).
+    """
     if loss in ("cross_entropy", "nll_loss"):
         return _class_case(loss, features)
     return _binary_case(loss, features)

@@ -12,8 +12,9 @@ Every kernel has ONE signature per float dtype (float32, float64):
 * ``g``: float64 per-sample gradient scale, read as ``g[s * gstride]`` (``gstride = 0`` for a
   single scalar: mean/sum; ``1`` for ``'none'``).
 * ``loss``: float64 ``(S,)``, the ``'none'`` value of every sample (+0.0 when ignored).
-* ``grad``: x-shaped buffer of x's dtype, written only when ``want_grad``; it may be ``x``
-  itself (in-place): every row is read in full before any of it is overwritten.
+* ``grad``: x-shaped buffer of x's dtype, written only when ``want_grad`` (int: 0 no gradient,
+  1 into ``grad``, 2 in place: ``grad`` is ``x``'s memory). In place, every row is read in
+  full before any of it is overwritten.
 
 Rows (K = 1) run ``prange`` over rows; spatial inputs over ``(n, block of K positions)``.
 Each work item writes its own slots and nothing is reduced inside ``prange``, so results
@@ -39,13 +40,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff,
-                                    exp_sum_term, row_max)
-from nbxent._ce_scalar import index_loss, lse_from, smooth_mix, target_p_minus_1
+from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_sum_term,
+                                    grad_positions, grad_row, row_max)
+from nbxent._ce_scalar import index_loss, log_prob, smooth_mix, target_p_minus_1
 from nbxent._common import CACHE
 
 #: Elements (N*C*K) from which the parallel drivers are used (measured cut-over, see report).
-PARALLEL_MIN = 1 << 15
+PARALLEL_MIN = 1 << 12
 #: Spatial positions per work item: enough to fill vector lanes over the K axis.
 KBLOCK = 256
 
@@ -75,10 +76,10 @@ def _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
     wt = np.float64(w[tn])
     nll = -0.0 * wt if lt == 0.0 else wt * lt
     if eps > 0.0:
-        lse = lse_from(m64, s)
+        log_s = np.log(s)   # lp_c = (x_c - m) - log(s): same-sign terms, no cancellation
         acc = 0.0
         for c in range(C):
-            acc += np.float64(w[c]) * (np.float64(x[n, c]) - lse)
+            acc += np.float64(w[c]) * log_prob(np.float64(x[n, c]), m64, log_s)
         loss[n] = smooth_mix(nll, -acc, eps, C)
     else:
         loss[n] = nll
@@ -86,13 +87,14 @@ def _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
         gs = g[n * gstride]
         b = eps / C
         c_p = cast_like(gs * ((1.0 - eps) * wt + b * sumw) / s, m)
-        if eps > 0.0:
-            c_w = cast_like(gs * b, m)
-            for j in range(C):
-                grad[n, j] = c_p * exp_diff(x[n, j], m) - c_w * w[j]
+        # In place (want_grad == 2) the loop reads ``grad`` itself: one base pointer, so LLVM
+        # vectorizes it without the runtime overlap check that would send x-aliasing-grad
+        # to the scalar fallback loop (5x slower).
+        c_w = cast_like(gs * b, m)
+        if want_grad == 2:
+            grad_row(grad, grad, n, C, m, c_p, c_w, w, eps > 0.0)
         else:
-            for j in range(C):
-                grad[n, j] = c_p * exp_diff(x[n, j], m)
+            grad_row(x, grad, n, C, m, c_p, c_w, w, eps > 0.0)
         pm1 = target_p_minus_1(lt)
         grad[n, tn] = cast_like(gs * ((1.0 - eps) * wt * pm1 + b * (sumw * (1.0 + pm1) - wt)), m)
 
@@ -131,7 +133,7 @@ def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want
             s_other[kk] += 0.0 if c == tk[kk] else e
     lt = np.empty(nb)
     s = np.empty(nb)
-    lse = np.empty(nb)
+    log_s = np.empty(nb)
     for kk in range(nb):
         i = n * K + k0 + kk
         tv = tk[kk]
@@ -144,7 +146,7 @@ def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want
         e_t = math.exp(xt64 - m64)
         lt[kk] = index_loss(m64, xt64, s_other[kk], e_t)
         s[kk] = s_other[kk] + e_t
-        lse[kk] = lse_from(m64, s[kk])
+        log_s[kk] = np.log(s[kk])
         wt = np.float64(w[tv])
         loss[i] = -0.0 * wt if lt[kk] == 0.0 else wt * lt[kk]
     if eps > 0.0:
@@ -152,7 +154,7 @@ def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want
         for c in range(C):
             wc = np.float64(w[c])
             for kk in range(nb):
-                acc[kk] += wc * (np.float64(x[n, c, k0 + kk]) - lse[kk])
+                acc[kk] += wc * log_prob(np.float64(x[n, c, k0 + kk]), np.float64(m[kk]), log_s[kk])
         for kk in range(nb):
             if tk[kk] >= 0:
                 i = n * K + k0 + kk
@@ -169,13 +171,11 @@ def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want
             c_p[kk] = cast_like(gs * ((1.0 - eps) * wt + b * sumw) / s[kk], m[kk])
             c_w[kk] = cast_like(gs * b, m[kk])
     for c in range(C):
-        wc = w[c]
-        if eps > 0.0:
-            for kk in range(nb):
-                grad[n, c, k0 + kk] = c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk]) - c_w[kk] * wc
+        # want_grad == 2: in place, read grad itself (see _index_row).
+        if want_grad == 2:
+            grad_positions(grad, grad, n, c, k0, nb, m, c_p, c_w, w[c], eps > 0.0)
         else:
-            for kk in range(nb):
-                grad[n, c, k0 + kk] = c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk])
+            grad_positions(x, grad, n, c, k0, nb, m, c_p, c_w, w[c], eps > 0.0)
     for kk in range(nb):
         tv = tk[kk]
         if tv < 0:

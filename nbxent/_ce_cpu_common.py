@@ -169,6 +169,28 @@ def block_sum_exp(x, n, lo, hi, m):
     return total
 
 
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def grad_row(src, dst, n, C, m, c_p, c_w, w, with_w):
+    """``dst[n, j] = c_p * exp(src[n, j] - m) [- c_w * w[j]]`` for j < C (``src`` may be ``dst``)."""
+    if with_w:
+        for j in range(C):
+            dst[n, j] = c_p * exp_diff(src[n, j], m) - c_w * w[j]
+    else:
+        for j in range(C):
+            dst[n, j] = c_p * exp_diff(src[n, j], m)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def grad_positions(src, dst, n, c, k0, nb, m, c_p, c_w, wc, with_w):
+    """Spatial twin of :func:`grad_row` for class ``c`` over positions ``k0 .. k0+nb``."""
+    if with_w:
+        for kk in range(nb):
+            dst[n, c, k0 + kk] = c_p[kk] * exp_diff(src[n, c, k0 + kk], m[kk]) - c_w[kk] * wc
+    else:
+        for kk in range(nb):
+            dst[n, c, k0 + kk] = c_p[kk] * exp_diff(src[n, c, k0 + kk], m[kk])
+
+
 @njit(cache=CACHE, error_model="numpy")
 def neumaier_sum(v, negate):
     """Compensated left-to-right sum of float64 ``v`` (of ``-v`` when ``negate``); +0.0 if empty."""

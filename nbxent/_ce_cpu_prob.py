@@ -13,7 +13,8 @@ Per sample (torch's formula, with the row's log-softmax ``lp_c = x_c - lse``):
     d/dx_j = g_s * (p_j * sum_c w_c q'_c - w_j q'_j)
     d/dq_c = -(1 - eps) * g_s * w_c * lp_c
 
-``grad`` may be ``x`` itself (in-place); ``gradq`` may not alias anything read later.
+``want_grad``: 0 no input gradient, 1 into ``grad``, 2 in place (``grad`` is ``x``'s memory).
+``gradq`` may not alias anything read later.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from numba import njit, prange
 
 from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff,
                                     exp_sum_term, row_max)
-from nbxent._ce_scalar import lse_from
+from nbxent._ce_scalar import log_prob
 from nbxent._common import CACHE
 
 from nbxent._ce_cpu import KBLOCK, PARALLEL_MIN
@@ -33,7 +34,10 @@ def _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gr
     C = x.shape[1]
     m = row_max(x, n, C)
     s = block_sum_exp(x, n, 0, C, m)
-    lse = lse_from(np.float64(m), s)
+    m64 = np.float64(m)
+    # lp_c = (x_c - m) - log(s): two terms of the same sign, no cancellation (x_c - lse
+    # would lose the low bits of lse when lp_c is small).
+    log_s = np.log(s)
     a = cast_like(1.0 - eps, m)
     b = cast_like(eps / C, m)
     acc = 0.0
@@ -41,20 +45,27 @@ def _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gr
     for c in range(C):
         qc = a * q[n, c] + b if eps > 0.0 else q[n, c]
         wq = np.float64(w[c]) * np.float64(qc)
-        acc += wq * (np.float64(x[n, c]) - lse)
+        acc += wq * log_prob(np.float64(x[n, c]), m64, log_s)
         swq += wq
     loss[n] = -acc
     gs = g[n * gstride]
     if want_gradq:
         c_q = -(1.0 - eps) * gs
         for c in range(C):
-            gradq[n, c] = cast_like(c_q * np.float64(w[c]) * (np.float64(x[n, c]) - lse), m)
+            gradq[n, c] = cast_like(c_q * np.float64(w[c]) * log_prob(np.float64(x[n, c]), m64, log_s),
+                                    m)
     if want_grad:
         c_p = cast_like(gs * swq / s, m)
         c_g = cast_like(gs, m)
-        for j in range(C):
-            qj = a * q[n, j] + b if eps > 0.0 else q[n, j]
-            grad[n, j] = c_p * exp_diff(x[n, j], m) - c_g * (w[j] * qj)
+        # want_grad == 2: in place, read grad itself (one base pointer: see _ce_cpu._index_row).
+        if want_grad == 2:
+            for j in range(C):
+                qj = a * q[n, j] + b if eps > 0.0 else q[n, j]
+                grad[n, j] = c_p * exp_diff(grad[n, j], m) - c_g * (w[j] * qj)
+        else:
+            for j in range(C):
+                qj = a * q[n, j] + b if eps > 0.0 else q[n, j]
+                grad[n, j] = c_p * exp_diff(x[n, j], m) - c_g * (w[j] * qj)
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
@@ -85,9 +96,7 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
     for c in range(C):
         for kk in range(nb):
             s[kk] += np.float64(exp_sum_term(x[n, c, k0 + kk], m[kk]))
-    lse = np.empty(nb)
-    for kk in range(nb):
-        lse[kk] = lse_from(np.float64(m[kk]), s[kk])
+    log_s = np.log(s)           # lp = (x - m) - log(s): same-sign terms, see _prob_row
     a = cast_like(1.0 - eps, m[0])
     b = cast_like(eps / C, m[0])
     acc = np.zeros(nb)
@@ -97,7 +106,7 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
         for kk in range(nb):
             qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
             wq = wc * np.float64(qc)
-            acc[kk] += wq * (np.float64(x[n, c, k0 + kk]) - lse[kk])
+            acc[kk] += wq * log_prob(np.float64(x[n, c, k0 + kk]), np.float64(m[kk]), log_s[kk])
             swq[kk] += wq
     for kk in range(nb):
         loss[n * K + k0 + kk] = -acc[kk]
@@ -107,7 +116,8 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
             for kk in range(nb):
                 gs = g[(n * K + k0 + kk) * gstride]
                 gradq[n, c, k0 + kk] = cast_like(
-                    -(1.0 - eps) * gs * wc * (np.float64(x[n, c, k0 + kk]) - lse[kk]), m[kk])
+                    -(1.0 - eps) * gs * wc
+                    * log_prob(np.float64(x[n, c, k0 + kk]), np.float64(m[kk]), log_s[kk]), m[kk])
     if want_grad:
         c_p = np.empty(nb, dtype=x.dtype)
         c_g = np.empty(nb, dtype=x.dtype)
@@ -117,10 +127,16 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
             c_g[kk] = cast_like(gs, m[kk])
         for c in range(C):
             wc = w[c]
-            for kk in range(nb):
-                qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
-                grad[n, c, k0 + kk] = (c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk])
-                                       - c_g[kk] * (wc * qc))
+            if want_grad == 2:
+                for kk in range(nb):
+                    qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
+                    grad[n, c, k0 + kk] = (c_p[kk] * exp_diff(grad[n, c, k0 + kk], m[kk])
+                                           - c_g[kk] * (wc * qc))
+            else:
+                for kk in range(nb):
+                    qc = a * q[n, c, k0 + kk] + b if eps > 0.0 else q[n, c, k0 + kk]
+                    grad[n, c, k0 + kk] = (c_p[kk] * exp_diff(x[n, c, k0 + kk], m[kk])
+                                           - c_g[kk] * (wc * qc))
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")

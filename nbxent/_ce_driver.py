@@ -97,19 +97,24 @@ def run(plan: CEPlan, input, target, weight, g=None, want_grad=False, want_gradq
     gradq3 = np.empty((N, C, K), dtype=cdt) if want_gradq else None
     dummy = np.empty((0, 0, 0), dtype=cdt)
 
+    # Kernel gradient mode: 0 none, 1 into a separate buffer, 2 in place over the logits.
+    mode = 0
+    if want_grad:
+        same = grad3.ctypes.data == x3.ctypes.data and grad3.strides == x3.strides
+        mode = 2 if same else 1
     loss = np.empty(plan.S)
     if C == 0 or plan.S == 0:
         loss[:] = _empty_class_values(plan)
     elif plan.is_nll:
         run_nll(x3, t, w, plan.ignore_index, g_arr, gstride, loss,
-                grad3 if want_grad else dummy, want_grad)
+                grad3 if want_grad else dummy, mode)
     elif plan.prob:
         run_prob(x3, q3, w, plan.eps, g_arr, gstride, loss, grad3 if want_grad else dummy,
-                 want_grad, gradq3 if want_gradq else dummy, want_gradq)
+                 mode, gradq3 if want_gradq else dummy, want_gradq)
     else:
         sumw = float(np.sum(w, dtype=np.float64))
         run_index(x3, t, w, plan.ignore_index, plan.eps, sumw, g_arr, gstride, loss,
-                  grad3 if want_grad else dummy, want_grad)
+                  grad3 if want_grad else dummy, mode)
 
     result = _finish(plan, loss, W)
     grad_in = grad_t = None

@@ -29,7 +29,7 @@ from numba import njit
 
 from nbxent._common import CACHE
 
-__all__ = ["index_loss", "target_p_minus_1", "smooth_mix", "lse_from"]
+__all__ = ["index_loss", "target_p_minus_1", "smooth_mix", "lse_from", "log_prob"]
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
@@ -64,3 +64,12 @@ def smooth_mix(nll, smooth, eps, n_classes):
 def lse_from(m, s):
     """Log-sum-exp ``m + log(s)`` from the row max and the shifted sum of exps."""
     return m + math.log(s)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def log_prob(x_c, m, log_s):
+    """``log softmax(x)_c = (x_c - m) - log(s)``: both terms <= 0, so no cancellation.
+
+    (``x_c - lse`` would lose the low bits of ``lse = m + log(s)`` when the result is small.)
+    """
+    return (x_c - m) - log_s

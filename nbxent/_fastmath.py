@@ -199,7 +199,7 @@ _F64_OVER = 710.0     # exp(710) > DBL_MAX: the arithmetic rounds it to inf
 
 @njit(inline="always", cache=CACHE)
 def exp_f32(x):
-    """``exp(x)`` for a float32 ``x``, vectorizable, max error 0.52 ulp (see module doc)."""
+    """``exp(x)`` for a float32 ``x``, vectorizable, max error 0.988 ulp (see module doc)."""
     # Clamping first keeps q in [-150, 145]: exp(-104) rounds to +0 and exp(100)
     # to inf by the arithmetic itself. Written so that NaN passes through (one
     # vmaxps + one vminps); its lanes' q is then undefined, and the final
@@ -222,7 +222,7 @@ def exp_f32(x):
 
 @njit(inline="always", cache=CACHE)
 def exp_f64(x):
-    """``exp(x)`` for a float64 ``x``, vectorizable, max error 0.51 ulp (see module doc)."""
+    """``exp(x)`` for a float64 ``x``, vectorizable, max error 0.975 ulp (see module doc)."""
     xc = _F64_UNDER if x < _F64_UNDER else x   # q in [-1076, 1024]; as in exp_f32
     xc = _F64_OVER if xc > _F64_OVER else xc
     q = _rint(xc * _F64_R_LN2)

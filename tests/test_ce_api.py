@@ -9,7 +9,7 @@ import pytest
 
 import nbxent
 import nbxent._ce_api
-from ce_support import assert_close, u
+from ce_support import K_VALUE, assert_close, u
 
 F64 = np.float64
 X2 = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], F64)
@@ -18,10 +18,12 @@ P2 = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], F64)
 W3 = np.array([0.2, 1.0, 3.0], F64)
 
 
-def near(actual, expected, ulps=4):
-    """Spec values are torch's float64 prints: allow a few float64 roundings of difference."""
-    assert_close(actual, np.asarray(expected, F64),
-                 ulps * u(F64) * np.abs(np.asarray(expected, F64)), "spec example")
+def near(actual, expected, mag=8.0):
+    """Spec values are torch's float64 prints, whose log_softmax carries an absolute error of
+    a few roundings of ``|x| + |lse|`` (spec 2.7); ``mag`` = 8 bounds that for the spec's rows
+    (|x| <= 3, lse <= 4). Semantics are checked here; accuracy in test_ce_golden."""
+    e = np.asarray(expected, F64)
+    assert_close(actual, e, K_VALUE * u(F64) * (np.abs(e) + mag), "spec example")
 
 
 def test_docstring_examples_run():

@@ -40,11 +40,13 @@ def _div(a, b):
 
 
 def _mp(a) -> np.ndarray:
-    return np.vectorize(mpmath.mpf, otypes=[object])(np.asarray(a, dtype=np.float64))
+    with np.errstate(all="ignore"):       # NaN/inf inputs are converted, not warned about
+        return np.vectorize(mpmath.mpf, otypes=[object])(np.asarray(a, dtype=np.float64))
 
 
 def _to_f64(a) -> np.ndarray:
-    return np.vectorize(float, otypes=[np.float64])(np.asarray(a, dtype=object))
+    with np.errstate(all="ignore"):       # exact values beyond float64's range round to +-inf
+        return np.vectorize(float, otypes=[np.float64])(np.asarray(a, dtype=object))
 
 
 def _lse(row):
