@@ -17,7 +17,6 @@ import importlib.metadata
 import os
 import platform
 import re
-import sys
 import time
 import warnings
 from collections import Counter
@@ -29,7 +28,7 @@ from hypothesis import errors as hyp_errors
 from conformance import candidates, catalogue, strategies
 from conformance.compare import compare
 from conformance.config import CampaignConfig, ProgressCallback, ProgressEvent
-from conformance.model import CHECKS, FAILING, Case, CandidateInfo, CheckResult, ErrorMeasure, Finding, RunResults
+from conformance.model import CHECKS, FAILING, CandidateInfo, Case, CheckResult, Finding, RunResults
 from conformance.oracles import OracleUnavailable, make_oracle
 from conformance.tolerances import tolerance
 from conformance.worker import Worker
@@ -341,6 +340,27 @@ class _Campaign:
             self.record(*state["differs"][:1], [state["differs"][1]])
 
 
+#: Warm-up calls per dtype: catalogue cases with distinct feature sets reach distinct kernels.
+WARM_UPS_PER_DTYPE = 6
+
+
+def _warm_up_requests(loss, feats, cat) -> list:
+    """Forward and backward calls on small valid catalogue cases with distinct features, per dtype."""
+    out, seen, per_dtype = [], set(), Counter()
+    for case in cat:
+        dt = str(case.arrays["input"].dtype)
+        key = (dt, case.arrays["input"].ndim, frozenset(strategies.case_features(case)))
+        if case.expect_error or key in seen or case.arrays["input"].size == 0 \
+                or case.arrays["input"].size > 4096 or per_dtype[dt] >= WARM_UPS_PER_DTYPE:
+            continue
+        seen.add(key)
+        per_dtype[dt] += 1
+        out.append((loss, case.arrays, case.kwargs, False))
+        if feats.has("backward") and "grad_output" in case.arrays:
+            out.append((loss + "_backward", case.arrays, case.kwargs, True))
+    return out
+
+
 def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = None) -> RunResults:
     """Run every selected candidate on every selected loss; returns the results model.
 
@@ -376,10 +396,24 @@ def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = Non
                 cat = camp.catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
                 plans.append((spec, worker, loss, feats, budget, cat))
         camp.total = sum(p[4] + len(p[5]) for p in plans)
-        for spec, worker, loss, feats, budget, cat in plans:
+        # Loss by loss, candidate by candidate; when the parent is done with a candidate for one
+        # loss, that candidate's worker compiles its next loss (a warm-up) while the parent judges
+        # the other candidates. Warm-ups go through the same pipe, so only idle workers get them.
+        plans.sort(key=lambda p: config.losses.index(p[2]))
+        upcoming = {}
+        for i, p in enumerate(plans):
+            upcoming.setdefault(p[0], []).append(i)
+        for idx in upcoming.values():
+            _, worker, loss, feats, _, cat = plans[idx[0]]
+            worker.warm_up(_warm_up_requests(loss, feats, cat))
+        for i, (spec, worker, loss, feats, budget, cat) in enumerate(plans):
             camp.run_catalogue(spec, worker, loss, feats, cat)
             if budget > 0:
                 camp.run_fuzz(spec, worker, loss, feats, budget)
+            later = [j for j in upcoming[spec] if j > i]
+            if later:
+                _, _, nloss, nfeats, _, ncat = plans[later[0]]
+                worker.warm_up(_warm_up_requests(nloss, nfeats, ncat))
     finally:
         for w in workers.values():
             w.close()

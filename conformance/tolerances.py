@@ -21,14 +21,19 @@ by the size of the result):
   (SIMD lanes and unrolling, a blocked cascade, or pairwise summation all do
   at least this well). A plain serial float32 sum has ``n`` in place of
   ``n/32`` and is caught once it actually loses digits (catalogue case
-  ``ce_large_vocab_constant_tail``: torch 2.13 float32 is at 0.42 of the bound
-  there, a serial float32 sum at 4.9 times it).
+  ``ce_large_vocab_constant_tail``: torch 2.13 float32 is at 0.40 of the bound
+  there, a serial float32 sum at 4.7 times it).
 
 The ``tiny`` term (the smallest normal number) lets a result in the subnormal
 range be flushed to zero, as SIMD exp/log libraries do (torch float32 turns a
 softmax of 7.5e-44 into 0).
 
 Ignored samples get ``E = Q = 0``: their output must be exactly 0.
+
+Calibration (this machine, torch 2.13 CPU as the candidate, 750 fuzzed cases per loss over
+three seeds, exact mpmath/float64 references): the largest error was 0.41 of this bound
+(nll_loss float32 value), 0.25 for cross_entropy float32 gradients, below 0.1 for the
+BCE losses. Every seeded bug in tests/conformance/bugs/ exceeds it.
 NaN/inf elements are compared by pattern, not by this bound (compare.py).
 """
 from __future__ import annotations

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 
 CONFORMANCE = {"dtypes": ["float16", "float32", "float64"]}
 
+# This module runs in its own worker process on small cases: one intra-op thread avoids OpenMP
+# wake-up costs (measured 24 ms vs 0.12 ms per call on 2 busy cores). Only float32 sums through
+# torch.sum change in their last bits with the thread count (spec 12), well inside the tolerance.
+torch.set_num_threads(1)
+
 
 def _t(a):
     return torch.from_numpy(np.array(a, order="C", copy=True))

@@ -147,6 +147,7 @@ class Worker:
         self._proc.start()
         child.close()
         self._ready = False
+        self._pending = 0
 
     def wait_ready(self) -> dict:
         """Block until the candidate is imported; returns its probe (see candidates.probe)."""
@@ -168,10 +169,37 @@ class Worker:
         self.info, self._ready = msg[1], True
         return self.info
 
+    def warm_up(self, requests: list[tuple[str, dict, dict, bool]]) -> None:
+        """Queue calls whose results are thrown away (JIT compilation), without waiting.
+
+        The worker runs them while the parent judges other candidates; their replies are
+        drained before the next real call. A warm-up that kills or hangs the worker only
+        costs a silent restart: it is never reported against a case.
+        """
+        for fname, arrays, kwargs, backward in requests:
+            layouts = {k: layout_of(v) for k, v in arrays.items()}
+            try:
+                self._conn.send((fname, arrays, kwargs, layouts, backward))
+            except (BrokenPipeError, OSError):
+                break
+            self._pending += 1
+
+    def _drain(self, timeout_s: float) -> None:
+        try:
+            while self._pending:
+                if not self._conn.poll(timeout_s):
+                    raise TimeoutError
+                self._conn.recv()
+                self._pending -= 1
+        except (TimeoutError, EOFError, OSError):
+            self._pending = 0
+            self._restart()
+
     def call(self, fname: str, arrays: dict, kwargs: dict, backward: bool, timeout_s: float) -> Outcome:
         """Call ``fname`` in the worker; never raises for the candidate's misbehaviour."""
         if not self._ready:
             self.wait_ready()
+        self._drain(timeout_s)
         layouts = {k: layout_of(v) for k, v in arrays.items()}
         try:
             self._conn.send((fname, arrays, kwargs, layouts, backward))

@@ -10,9 +10,11 @@ types, and its NaN/inf patterns.
 
 Deliberate differences from torch:
 
-* Accuracy. Every element is computed in float64 and rounded once to the result dtype,
-  and reductions add float64 block partials with compensation and round once, so float32
-  and float16 results are within about an ulp of the exact value of torch's formula, and
+* Accuracy. Every element is computed in float64 and rounded once to the result dtype
+  (with float32 input and target, exp/log/log1p are vectorized float32 functions of at
+  most 1 ulp each), and reductions add float64 block partials and round once: float16
+  and float64 results are within about an ulp of the exact value of torch's formula,
+  float32 losses within ~2 ulp (bounds in ``nbxent._bce_cpu_f32``), and
   ``'sum'``/``'mean'`` do not depend on the thread count. (torch rounds every step: float16
   BCE rounds each operation to half; float32 sums accumulate in float32.)
 * BCE-with-logits is evaluated as ``(1 - y)*max(x, 0) + pw*y*max(-x, 0) + lw*log1p(exp(-|x|))``,

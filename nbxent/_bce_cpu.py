@@ -1,20 +1,25 @@
 """CPU kernels and launchers of binary_cross_entropy(_with_logits) and their gradients.
 
-One kernel per loss (module level, ``cache=CACHE``, one signature per io dtype, float32
-or float64) computes any subset of {loss, d/dx, d/dy} selected by flags, so the forward,
-the fused forward+gradient and both backward passes share one compiled function.
+One kernel per loss and io dtype computes any subset of {loss, d/dx, d/dy} selected by
+flags, so the forward, the fused forward+gradient and both backward passes share one
+compiled function. The float64 kernels are here; the float32 ones, whose loops are
+vectorized, are in :mod:`nbxent._bce_cpu_f32` (same arguments and blocks).
 
 The flattened input is cut into fixed blocks of ``BLOCK`` elements run under ``prange``.
 Inputs of at most ``SERIAL_MAX`` elements run with the thread mask set to one thread:
 waking the pool costs more than the work there (measured on 1000 elements: 30 us on one
 thread vs a 46 us median and an 8 ms 90th percentile on two busy cores), and a separate
 serial kernel would double the cold compile time for a ~5 us gain. Each block writes its
-elementwise outputs and one compensated (Neumaier) partial sum of its losses, in float64;
-the launcher adds the partials with ``math.fsum`` in block order. The reduced value therefore does not depend on the thread
-count, and is rounded to the result dtype once.
+elementwise outputs and one float64 partial sum of its losses (compensated, Neumaier, in
+the float64 kernels); the launcher adds the partials with ``math.fsum`` in block order.
+The reduced value therefore does not depend on the thread count, and is rounded to the
+result dtype once.
 
-All arithmetic is float64 (float32 and float16 values are exact in float64): a float32
-result is the exact value of torch's formula rounded once.
+The float64 kernels do all arithmetic in float64 with libm's exp/log/log1p (float16
+inputs, and mixed dtypes, are widened exactly to float64 and take them too), so a result
+is the exact value of torch's formula rounded once. The float32 kernels evaluate the
+transcendentals in float32 (<= 1 ulp each) and the rest in float64; their error bounds
+are in :mod:`nbxent._bce_cpu_f32`.
 
 Weights never become full-size copies when their broadcast pattern fits the plan's
 3-level grid (see ``_bce_validate``): a block walks its elements row segment by row
@@ -42,6 +47,7 @@ from nbxent._bce_scalar import (
     bcewl_loss,
     bcewl_loss_and_grad,
 )
+from nbxent._bce_cpu_f32 import bce_kernel_f32, bcewl_kernel_f32
 from nbxent._bce_validate import NONE, MEAN, BcePlan, check_probabilities
 from nbxent._common import CACHE
 
@@ -201,6 +207,7 @@ def run_kernel(kernel, numel: int, *args) -> None:
 
 
 _ONE = np.ones(1, dtype=np.float64)
+_ONES_BLOCK = np.ones(BLOCK, dtype=np.float64)
 
 
 def _flat(arr, dtype) -> np.ndarray:
@@ -305,13 +312,19 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     part = np.zeros(2 * nblocks, dtype=np.float64)
     div = float(plan.numel) if plan.reduction == MEAN else 1.0
     nB, nK = plan.grid[1], max(plan.grid[2], 1)
-    if plan.logits:
-        run_kernel(bcewl_kernel, plan.numel, x, y, w, pw, plan.pos_weight is not None,
-                   (nB, nK) + ws + ps, g, gstep, plan.reduction, want_loss, want_gx, want_gy,
-                   div, l_flat, gx_flat, gy_flat, part)
+    has_w, has_pw = plan.weight is not None, plan.pos_weight is not None
+    flags = (g, gstep, plan.reduction, want_loss, want_gx, want_gy, div, l_flat, gx_flat,
+             gy_flat, part)
+    if io == np.float32 and plan.logits:
+        run_kernel(bcewl_kernel_f32, plan.numel, BLOCK, x, y, w, has_w, pw, has_pw,
+                   (nB, nK) + ws + ps, _ONES_BLOCK, *flags)
+    elif io == np.float32:
+        run_kernel(bce_kernel_f32, plan.numel, BLOCK, x, y, w, has_w, (nB, nK) + ws,
+                   _ONES_BLOCK, *flags)
+    elif plan.logits:
+        run_kernel(bcewl_kernel, plan.numel, x, y, w, pw, has_pw, (nB, nK) + ws + ps, *flags)
     else:
-        run_kernel(bce_kernel, plan.numel, x, y, w, (nB, nK) + ws, g, gstep, plan.reduction,
-                   want_loss, want_gx, want_gy, div, l_flat, gx_flat, gy_flat, part)
+        run_kernel(bce_kernel, plan.numel, x, y, w, (nB, nK) + ws, *flags)
     loss = None
     if want_loss:
         loss = _finish(l_final, l_flat) if want_none else _total(plan, part)

@@ -7,11 +7,14 @@ the CUDA backend compiles the same Python source with
 plain arithmetic, the ``math`` module and builtins only, no NumPy, and no calls to
 other functions of this module (a CPU dispatcher cannot be called from a CUDA
 device function). The transcendental calls (``math.exp``, ``math.log``,
-``math.log1p``) all live here, so switching them to faster versions is local.
+``math.log1p``) all live here.
 
-The CPU backend calls these with float64 arguments whatever the array dtype (float32
-and float16 values are exact in float64), so one rounding at the end gives results
-within about one ulp of the exact value of torch's formula.
+The float64 CPU kernels and the CUDA kernels call these with float64 arguments whatever
+the array dtype (float32 and float16 values are exact in float64), so one rounding at the
+end gives results within about one ulp of the exact value of torch's formula. The float32
+CPU kernels compute exp/log/log1p with vectorized float32 functions and call the
+``*_parts`` versions at the end of this module, the same expressions with those values
+passed in.
 
 Notation: ``x`` input (probability for BCE, logit for BCE-with-logits), ``y``
 target, ``pw`` pos_weight (``has_pw`` False means "no pos_weight", which differs
@@ -174,3 +177,46 @@ def bcewl_loss_and_grad(x, y, pw, has_pw):
     else:
         grad = s_pos - y
     return loss, grad
+
+
+# ---------------------------------------------------------------------------------------
+# The same formulas with the transcendental values passed in. The CPU's float32 kernels
+# evaluate exp/log/log1p with the vectorizable functions of ``nbxent._fastmath`` and hand
+# the results here; everything else is the expression above, written with conditional
+# expressions (selects) so a loop over elements vectorizes. Given the libm values they
+# return the bits of the functions above (tests/test_bce_scalar.py checks this on a grid),
+# so the two cannot drift apart.
+
+
+@_scalar
+def bce_loss_parts(y, lo, lx):
+    """:func:`bce_loss` given ``lo = log1p(-x)`` and ``lx = log(x)``."""
+    lo = LOG_CLAMP if lo < LOG_CLAMP else lo  # NaN kept, as std::max(a, -100)
+    lx = LOG_CLAMP if lx < LOG_CLAMP else lx
+    return (y - 1.0) * lo - y * lx
+
+
+@_scalar
+def bcewl_loss_parts(x, y, pw, has_pw, L):
+    """:func:`bcewl_loss` given ``L = log1p(exp(-|x|))``."""
+    lw = (pw - 1.0) * y + 1.0 if has_pw else 1.0
+    pwy = pw * y if has_pw else y
+    finite = ((abs(x) <= FINITE_MAX) & (abs(y) <= FINITE_MAX) & (abs(lw) <= FINITE_MAX)
+              & (abs(pwy) <= FINITE_MAX))
+    stable = (1.0 - y) * max(x, 0.0) + pwy * max(-x, 0.0) + lw * L
+    literal = (1.0 - y) * x - lw * (min(x, 0.0) - L)
+    return stable if finite else literal
+
+
+@_scalar
+def bcewl_grad_input_parts(x, y, pw, has_pw, e):
+    """:func:`bcewl_grad_input` given ``e = exp(-|x|)``."""
+    d = 1.0 + e
+    sig_big = 1.0 / d   # sigmoid(|x|)
+    sig_small = e / d   # sigmoid(-|x|)
+    s_pos = sig_big if x >= 0.0 else sig_small  # NaN x: both NaN anyway
+    s_neg = sig_small if x >= 0.0 else sig_big
+    pwy = pw * y if has_pw else y
+    finite_y = (abs(y) <= FINITE_MAX) & (abs(pwy) <= FINITE_MAX)
+    literal = (pwy + 1.0 - y) * s_pos - pwy if has_pw else s_pos - y
+    return (1.0 - y) * s_pos - pwy * s_neg if finite_y else literal

@@ -23,7 +23,8 @@ Two parts, both plain Python and both run before any kernel:
 * ``io_dtype``: the dtype the CPU kernels read and write (float32 or float64): the
   input dtype when input and target share float32/float64, else float64 (float16 and
   mixed dtypes are widened exactly, so the result is rounded once).
-* ``compute_dtype``: arithmetic dtype inside the kernels (float64 on the CPU).
+* ``compute_dtype``: arithmetic dtype inside the kernels (float64 on the CPU; the float32
+  kernels evaluate only exp/log/log1p in float32).
 * ``grid``: ``(A, B, K)``, a 3-level view of the flattened (C-order) input in which
   ``weight`` and ``pos_weight`` are each either constant or contiguous along every
   level. Element ``i`` sits at ``(i // (B*K), (i // K) % B, i % K)``.
@@ -249,6 +250,27 @@ def plan_backward(plan: BcePlan, grad_output, wrt) -> None:
 _SCAN_BLOCK = 1 << 15
 
 
+@numba.njit(cache=CACHE)
+def _block_first_bad(x, y, start, end):
+    """First index in [start, end) where x or y is outside [0, 1] (NaN too), else -1."""
+    xs = x[start:end]  # indices from 0 are provably >= 0: no wraparound select in the loop
+    ys = y[start:end]
+    bad = 0
+    for i in range(xs.size):  # counts without an early exit, so the loop vectorizes
+        xi = xs[i]
+        yi = ys[i]
+        ok = (xi >= 0.0) & (xi <= 1.0) & (yi >= 0.0) & (yi <= 1.0)
+        bad += 0 if ok else 1
+    if bad == 0:
+        return -1
+    for i in range(xs.size):
+        xi = xs[i]
+        yi = ys[i]
+        if not ((xi >= 0.0) & (xi <= 1.0) & (yi >= 0.0) & (yi <= 1.0)):
+            return start + i
+    return -1
+
+
 @numba.njit(parallel=True, cache=CACHE)
 def _first_bad(x, y):
     """Smallest flat index where x or y is outside [0, 1] (NaN too), else -1.
@@ -258,14 +280,8 @@ def _first_bad(x, y):
     n = x.size
     nb = (n + _SCAN_BLOCK - 1) // _SCAN_BLOCK
     first = np.full(nb, -1, dtype=np.int64)
-    for b in prange(nb):
-        end = min(n, (b + 1) * _SCAN_BLOCK)
-        for i in range(b * _SCAN_BLOCK, end):
-            xi = x[i]
-            yi = y[i]
-            if not (xi >= 0.0 and xi <= 1.0 and yi >= 0.0 and yi <= 1.0):
-                first[b] = i
-                break
+    for b in prange(nb):  # the body is one call: fast to compile
+        first[b] = _block_first_bad(x, y, b * _SCAN_BLOCK, min(n, (b + 1) * _SCAN_BLOCK))
     for b in range(nb):
         if first[b] >= 0:
             return first[b]

@@ -42,6 +42,7 @@ from numba import njit, prange
 
 from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_sum_term,
                                     grad_positions, grad_row, row_max)
+from nbxent._ce_cpu_rows import index_row as _index_row
 from nbxent._ce_scalar import index_loss, log_prob, smooth_mix, target_p_minus_1
 from nbxent._common import CACHE
 
@@ -49,54 +50,6 @@ from nbxent._common import CACHE
 PARALLEL_MIN = 1 << 12
 #: Spatial positions per work item: enough to fill vector lanes over the K axis.
 KBLOCK = 256
-
-
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
-    C = x.shape[1]
-    tn = t[n]
-    if tn == ii:
-        loss[n] = 0.0
-        if want_grad:
-            m = row_max(x, n, C)
-            s = block_sum_exp(x, n, 0, C, m)
-            fill = cast_like(np.nan if math.isnan(s) else 0.0, m)
-            for j in range(C):
-                grad[n, j] = fill
-        return
-    xt = x[n, tn]
-    m = row_max(x, n, C)
-    # Split sum: the target's own term stays out of s_other (log1p form for tiny losses).
-    s_other = block_sum_exp(x, n, 0, tn, m) + block_sum_exp(x, n, tn + 1, C, m)
-    m64 = np.float64(m)
-    xt64 = np.float64(xt)
-    e_t = math.exp(xt64 - m64)
-    lt = index_loss(m64, xt64, s_other, e_t)
-    s = s_other + e_t
-    wt = np.float64(w[tn])
-    nll = -0.0 * wt if lt == 0.0 else wt * lt
-    if eps > 0.0:
-        log_s = np.log(s)   # lp_c = (x_c - m) - log(s): same-sign terms, no cancellation
-        acc = 0.0
-        for c in range(C):
-            acc += np.float64(w[c]) * log_prob(np.float64(x[n, c]), m64, log_s)
-        loss[n] = smooth_mix(nll, -acc, eps, C)
-    else:
-        loss[n] = nll
-    if want_grad:
-        gs = g[n * gstride]
-        b = eps / C
-        c_p = cast_like(gs * ((1.0 - eps) * wt + b * sumw) / s, m)
-        # In place (want_grad == 2) the loop reads ``grad`` itself: one base pointer, so LLVM
-        # vectorizes it without the runtime overlap check that would send x-aliasing-grad
-        # to the scalar fallback loop (5x slower).
-        c_w = cast_like(gs * b, m)
-        if want_grad == 2:
-            grad_row(grad, grad, n, C, m, c_p, c_w, w, eps > 0.0)
-        else:
-            grad_row(x, grad, n, C, m, c_p, c_w, w, eps > 0.0)
-        pm1 = target_p_minus_1(lt)
-        grad[n, tn] = cast_like(gs * ((1.0 - eps) * wt * pm1 + b * (sumw * (1.0 + pm1) - wt)), m)
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")

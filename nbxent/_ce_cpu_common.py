@@ -19,7 +19,14 @@ from numba import njit, types
 from numba.extending import overload
 
 from nbxent._common import CACHE
-from nbxent._fastmath import exp_f32, exp_f64
+from nbxent._fastmath import (_F32_C0, _F32_C1, _F32_C2, _F32_C3, _F32_C4, _F32_C5,
+                              _F32_NEG_L2L, _F32_NEG_L2U, _F32_ONE, _F32_OVER, _F32_R_LN2,
+                              _F32_UNDER, _F64_C0, _F64_C1, _F64_C2, _F64_C3, _F64_C4,
+                              _F64_C5, _F64_C6, _F64_C7, _F64_C8, _F64_C9, _F64_C10,
+                              _F64_NEG_L2L, _F64_NEG_L2U, _F64_OVER, _F64_R_LN2, _F64_UNDER,
+                              _fma, _rint, _scale_pow2, exp_f32, exp_f64)
+
+_F32_ZERO = np.float32(0.0)
 
 #: fastmath flags of the row kernels: reassociation lets the float32 block sums and the
 #: gradient loop widen; never nnan/ninf (NaN/inf semantics are part of the contract).
@@ -67,26 +74,81 @@ def _ov_cast_like(v, z):
     return None
 
 
-@njit(cache=CACHE, error_model="numpy")
-def exp_diff(x, m):
-    """``exp(x - m)`` with the rounding error of the subtraction folded back in.
+# The exps below are _fastmath's exp_f32 / exp_f64 with one change: the argument is
+# ``x - m`` given as two operands, and the rounding error of that subtraction is added to
+# the reduced argument. ``d = x - m`` rounds with an error up to half an ulp of ``d``, which
+# a plain exp turns into a relative error of ``|d| * u`` (60 ulp at ``d = -120``). 2Sum
+# (six flops, no branch) gives the exact error ``err`` (``d + err == x - m``); with the
+# reduced argument ``r = d - q ln2`` (|r| <= ln2/2), ``r + err`` rounds once, so the result
+# is as accurate as exp of the exact difference. Compiled WITHOUT fastmath on purpose
+# (reassociation would fold ``err`` to 0); LLVM inlines them into the vectorized callers
+# with their own strict flags. ~25% over the plain exp (a separate ``e + e * err`` fix-up
+# with a branch-free Fast2Sum cost 75%).
 
-    ``x - m`` rounds to ``d`` with an error up to half an ulp of ``d``, which exp turns
-    into a relative error of ``|d| * u`` (60 ulp at ``d = -120``). Fast2Sum on the operands
-    ordered by magnitude gives the exact error ``err`` (``d + err == x - m``), and
-    ``exp(d + err) = exp(d) * (1 + err)`` to first order. Compiled WITHOUT fastmath on
-    purpose (reassociation would fold ``err`` to 0); LLVM still inlines it into the
-    vectorized caller with its own strict flags. Costs ~20% of a gradient loop.
-    """
+@njit(cache=CACHE, error_model="numpy")
+def _exp_diff_f32(x, m):
     d = x - m
-    x_big = abs(x) >= abs(m)
-    big = x if x_big else -m
-    small = -m if x_big else x
-    err = small - (d - big)
-    # inf/NaN operands make err NaN or inf: fall back to the plain exp (already inf/0/NaN).
-    err = err if abs(err) <= abs(d) else cast_like(0.0, d)
-    e = exp_like(d)
-    return e + e * err
+    bv = d - x
+    err = (x - (d - bv)) + ((-m) - bv)
+    xc = _F32_UNDER if d < _F32_UNDER else d
+    xc = _F32_OVER if xc > _F32_OVER else xc
+    # Clamped, inf or NaN: the result is 0, inf or NaN whatever err is (err may be NaN).
+    err = err if xc == d else _F32_ZERO
+    q = _rint(xc * _F32_R_LN2)
+    r = _fma(q, _F32_NEG_L2U, xc)
+    r = _fma(q, _F32_NEG_L2L, r) + err
+    p = _fma(_F32_C5, r, _F32_C4)
+    p = _fma(p, r, _F32_C3)
+    p = _fma(p, r, _F32_C2)
+    p = _fma(p, r, _F32_C1)
+    p = _fma(p, r, _F32_C0)
+    u = _F32_ONE + _fma(r * r, p, r)
+    u = _scale_pow2(u, q)
+    return u if d == d else d + d
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_diff_f64(x, m):
+    d = x - m
+    bv = d - x
+    err = (x - (d - bv)) + ((-m) - bv)
+    xc = _F64_UNDER if d < _F64_UNDER else d
+    xc = _F64_OVER if xc > _F64_OVER else xc
+    err = err if xc == d else 0.0
+    q = _rint(xc * _F64_R_LN2)
+    r = _fma(q, _F64_NEG_L2U, xc)
+    r = _fma(q, _F64_NEG_L2L, r) + err
+    hi = _fma(_F64_C10, r, _F64_C9)
+    hi = _fma(hi, r, _F64_C8)
+    hi = _fma(hi, r, _F64_C7)
+    hi = _fma(hi, r, _F64_C6)
+    hi = _fma(hi, r, _F64_C5)
+    p = _fma(hi, r, _F64_C4)
+    p = _fma(p, r, _F64_C3)
+    p = _fma(p, r, _F64_C2)
+    p = _fma(p, r, _F64_C1)
+    p = _fma(p, r, _F64_C0)
+    u = 1.0 + _fma(r * r, p, r)
+    u = _scale_pow2(u, q)
+    return u if d == d else d + d
+
+
+def exp_diff(x, m):  # pragma: no cover - replaced by the overload inside compiled code
+    """``exp(x - m)`` as if ``x - m`` were exact (see the comment above)."""
+    return math.exp(x - m)
+
+
+@overload(exp_diff)
+def _ov_exp_diff(x, m):
+    if x == types.float32 and m == types.float32:
+        def impl(x, m):
+            return _exp_diff_f32(x, m)
+        return impl
+    if x == types.float64 and m == types.float64:
+        def impl(x, m):
+            return _exp_diff_f64(x, m)
+        return impl
+    return None
 
 
 def exp_sum_term(x, m):  # pragma: no cover - replaced by the overload inside compiled code
@@ -110,25 +172,27 @@ def _ov_exp_sum_term(x, m):
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
-def row_max(x, n, C):
-    """Max of ``x[n, :C]`` over 8 independent lanes (they widen to one vector max).
+def seg_max(x, n, lo, hi):
+    """Max of ``x[n, lo:hi]`` over 8 independent lanes (they widen to one vector max).
 
-    Needs ``C >= 1`` (launchers handle C = 0 without kernels). NaN compares false and is
-    skipped here; it still reaches the result through ``exp(NaN - m)`` in the sum. All
-    ``-inf`` rows give ``-inf``.
+    Needs ``hi > lo``. NaN compares false and is skipped here; it still reaches the
+    result through ``exp(NaN - m)`` in the sum. An all ``-inf`` (or all NaN) segment
+    gives ``-inf``. (LLVM vectorizes a plain max reduction only under ``nnan``.)
     """
-    ninf = cast_like(-np.inf, x[n, 0])
+    seg = x[n, lo:hi]
+    size = seg.shape[0]
+    ninf = cast_like(-np.inf, seg[0])
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = ninf
     j = 0
-    while j + 8 <= C:
-        v0 = x[n, j]
-        v1 = x[n, j + 1]
-        v2 = x[n, j + 2]
-        v3 = x[n, j + 3]
-        v4 = x[n, j + 4]
-        v5 = x[n, j + 5]
-        v6 = x[n, j + 6]
-        v7 = x[n, j + 7]
+    while j + 8 <= size:
+        v0 = seg[j]
+        v1 = seg[j + 1]
+        v2 = seg[j + 2]
+        v3 = seg[j + 3]
+        v4 = seg[j + 4]
+        v5 = seg[j + 5]
+        v6 = seg[j + 6]
+        v7 = seg[j + 7]
         m0 = v0 if v0 > m0 else m0
         m1 = v1 if v1 > m1 else m1
         m2 = v2 if v2 > m2 else m2
@@ -138,8 +202,8 @@ def row_max(x, n, C):
         m6 = v6 if v6 > m6 else m6
         m7 = v7 if v7 > m7 else m7
         j += 8
-    while j < C:
-        v0 = x[n, j]
+    while j < size:
+        v0 = seg[j]
         m0 = v0 if v0 > m0 else m0
         j += 1
     m0 = m1 if m1 > m0 else m0
@@ -149,6 +213,12 @@ def row_max(x, n, C):
     m0 = m2 if m2 > m0 else m0
     m4 = m6 if m6 > m4 else m4
     return m4 if m4 > m0 else m0
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def row_max(x, n, C):
+    """Max of ``x[n, :C]`` (see :func:`seg_max`); needs ``C >= 1``."""
+    return seg_max(x, n, 0, C)
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
@@ -167,6 +237,53 @@ def block_sum_exp(x, n, lo, hi, m):
         total += np.float64(acc)
         j += BLOCK
     return total
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def store_exp(src, dst, n, lo, hi, m):
+    """``dst[n, c] = exp(src[n, c] - m)`` (exact shift) for lo <= c < hi; returns their sum.
+
+    The sum runs in x's dtype over blocks of ``BLOCK`` and is folded into float64. ``src``
+    may be ``dst`` (in place: each element is read before it is written).
+    """
+    total = 0.0
+    j = lo
+    while j < hi:
+        j1 = min(j + BLOCK, hi)
+        a = src[n, j:j1]
+        b = dst[n, j:j1]
+        acc = cast_like(0.0, m)
+        for c in range(a.shape[0]):
+            e = exp_diff(a[c], m)
+            b[c] = e
+            acc += e
+        total += np.float64(acc)
+        j = j1
+    return total
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def sum_wx(x, n, lo, hi, w):
+    """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term)."""
+    a = x[n, lo:hi]
+    b = w[lo:hi]
+    acc = 0.0
+    for c in range(a.shape[0]):
+        acc += np.float64(b[c]) * np.float64(a[c])
+    return acc
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def scale_seg(dst, n, lo, hi, c_p, c_w, w, with_w):
+    """``dst[n, c] = c_p * dst[n, c] [- c_w * w[c]]`` for lo <= c < hi."""
+    b = dst[n, lo:hi]
+    if with_w:
+        ws = w[lo:hi]
+        for c in range(b.shape[0]):
+            b[c] = c_p * b[c] - c_w * ws[c]
+    else:
+        for c in range(b.shape[0]):
+            b[c] = c_p * b[c]
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")

@@ -9,13 +9,18 @@ once to ``dtype`` is off from the exact value by at most
                                                         the formula adds; ``scale`` is the
                                                         sum of their absolute values)
 
-``k`` is given by each caller, with its derivation.
+``k`` is given by each caller, with its derivation. Where float32 transcendentals feed
+the float64 formula (the CPU's float32 kernels), their error is an ``extra`` absolute
+allowance per element, also derived by the caller.
 """
 from __future__ import annotations
 
 import numpy as np
 
 EPS64 = float(np.finfo(np.float64).eps)
+EPS32 = float(np.finfo(np.float32).eps)
+#: float32's subnormal spacing: the absolute error of a float32 exp that underflows.
+SUB32 = float(np.finfo(np.float32).smallest_subnormal)
 
 
 def ulps(actual, exact, dtype) -> np.ndarray:
@@ -29,8 +34,9 @@ def ulps(actual, exact, dtype) -> np.ndarray:
     return np.where(same, 0.0, np.where(np.isnan(err), np.inf, err))
 
 
-def assert_scaled_close(actual, exact, scale, dtype, k: float, what: str, inputs: dict) -> float:
-    """Assert the policy above elementwise; return the max error in ulps of ``dtype``.
+def assert_scaled_close(actual, exact, scale, dtype, k: float, what: str, inputs: dict,
+                        extra=0.0) -> float:
+    """Assert the policy above (plus ``extra``) elementwise; return the max error in ulps of ``dtype``.
 
     A failure names the quantity, "m of n bad", the worst element with its inputs at full
     precision and the allowed error there.
@@ -42,7 +48,8 @@ def assert_scaled_close(actual, exact, scale, dtype, k: float, what: str, inputs
     finite = np.isfinite(exact) & np.isfinite(actual)
     spacing = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        allowed = np.where(finite, spacing + k * EPS64 * scale, 0.0)
+        extra = np.broadcast_to(np.asarray(extra, dtype=np.float64).reshape(-1), exact.shape)
+        allowed = np.where(finite, spacing + k * EPS64 * scale + extra, 0.0)
         err = np.where(same, 0.0, np.where(finite, np.abs(actual - exact), np.inf))
     bad = err > allowed
     u = ulps(actual, exact, dtype)
@@ -51,7 +58,7 @@ def assert_scaled_close(actual, exact, scale, dtype, k: float, what: str, inputs
         detail = ", ".join(f"{n}={float(np.asarray(v).reshape(-1)[i])!r}" for n, v in inputs.items())
         raise AssertionError(
             f"{what} [{np.dtype(dtype).name}]: {int(bad.sum())} of {bad.size} outside "
-            f"1 ulp + {k}*eps64*scale; worst at {i} ({detail}): got {actual[i]!r}, exact "
+            f"1 ulp + {k}*eps64*scale + extra; worst at {i} ({detail}): got {actual[i]!r}, exact "
             f"{exact[i]!r}, |err| {err[i]:.3e} > allowed {allowed[i]:.3e} ({u[i]:.2f} ulp)")
     return float(u.max(initial=0.0))
 

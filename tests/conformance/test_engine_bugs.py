@@ -65,3 +65,16 @@ def test_torch_candidate_passes_its_own_semantics(tmp_path):
     # spec 14: the +inf-logit row is nan in torch, +inf exactly: reported as a Finding
     assert any(f.kind == "torch_nan_limit" for f in res.findings)
     assert res.environment["torch"].startswith("2.")
+
+
+def test_same_seed_same_minimal_case(tmp_path):
+    spec = os.path.join(BUGS, "bug_ce_grad_ignores_smoothing.py")
+
+    def minimal(run):
+        cfg = CampaignConfig(candidates=[spec], losses=["cross_entropy"], oracles=["scipy"], seed=5,
+                             max_examples=25, run_catalogue=False, report_dir=str(tmp_path / run))
+        bad = [r for r in run_campaign(cfg).results if r.status in FAILING]
+        assert bad
+        return [(r.case_id, r.check, r.case, r.error.worst_got if r.error else None) for r in bad]
+
+    assert minimal("a") == minimal("b")
