@@ -14,6 +14,7 @@ optional ``CONFORMANCE`` declaration (docs/candidates.md):
         "max_ndim": 4, "max_classes": 50000,
         "reductions": ["mean", "sum", "none"],
         "exclude": ["nonfinite"],              # features it does not support, for every loss
+        "extensions": ["any_int_target"],      # inputs torch rejects that it accepts (extensions.py)
         "losses": {"cross_entropy": {"exclude": ["prob_target"]}},   # the same keys per loss
     }
 
@@ -29,8 +30,13 @@ import os
 import shutil
 import sys
 
+from conformance.extensions import EXTENSION_LOSSES, EXTENSIONS
+
 LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
-BUILTIN = {"nbxent": "nbxent", "nbxent.cuda": "nbxent.cuda", "torch": "conformance.torch_candidate"}
+#: Built-in specs -> the module holding the functions and the CONFORMANCE declaration. nbxent's
+#: backends are re-exported unchanged by small adapter modules that carry their declarations.
+BUILTIN = {"nbxent": "conformance.nbxent_candidate", "nbxent.cuda": "conformance.nbxent_cuda_candidate",
+           "torch": "conformance.torch_candidate"}
 
 #: Feature names a candidate can support per loss (docs/candidates.md has one line on each).
 KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight")
@@ -43,7 +49,7 @@ LOSS_FEATURES = {
     "binary_cross_entropy_with_logits": ("reduction", "weight", "pos_weight", "backward", "empty", "nonfinite",
                                          "noncontiguous", "errors"),
 }
-_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "losses"}
+_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "extensions", "losses"}
 _DTYPES = ("float16", "float32", "float64")
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -112,6 +118,9 @@ def _check_decl(decl, where: str) -> None:
     for f in decl.get("exclude", ()):
         if f not in known:
             raise CandidateLoadError(f"{where}: CONFORMANCE feature {f!r} unknown; known: {sorted(known)}")
+    for e in decl.get("extensions", ()):
+        if e not in EXTENSIONS:
+            raise CandidateLoadError(f"{where}: CONFORMANCE extension {e!r} unknown; known: {sorted(EXTENSIONS)}")
     for loss, sub in decl.get("losses", {}).items():
         if loss not in LOSSES:
             raise CandidateLoadError(f"{where}: CONFORMANCE loss {loss!r} not one of {LOSSES}")
@@ -124,8 +133,9 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
     """What the candidate supports, per loss, as plain data (it crosses the worker pipe).
 
     Returns ``{loss: {"features": [...], "missing": [...], "dtypes": [...], "max_ndim": int,
-    "max_classes": int, "reductions": [...]}}``; a loss the candidate does not define has
-    ``features == []`` and ``missing == ["forward"]``.
+    "max_classes": int, "reductions": [...], "extensions": [...]}}``; a loss the candidate does
+    not define has ``features == []`` and ``missing == ["forward"]``. ``extensions`` lists the
+    declared extensions that concern the loss (a per-loss list replaces the top-level one).
     """
     decl = getattr(obj, "CONFORMANCE", None) or {}
     _check_decl(decl, f"candidate {spec!r}")
@@ -134,7 +144,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
         fn = getattr(obj, loss, None)
         if not callable(fn):
             out[loss] = {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                         "max_classes": 0, "reductions": []}
+                         "max_classes": 0, "reductions": [], "extensions": []}
             continue
         sub = {**{k: v for k, v in decl.items() if k != "losses"}, **decl.get("losses", {}).get(loss, {})}
         excluded = set(decl.get("exclude", ())) | set(sub.get("exclude", ()))
@@ -157,6 +167,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
             "max_ndim": int(sub.get("max_ndim", 5)),
             "max_classes": int(sub.get("max_classes", 100_000)),
             "reductions": reds,
+            "extensions": [e for e in EXTENSIONS if e in sub.get("extensions", ()) and loss in EXTENSION_LOSSES[e]],
         }
     return out
 

@@ -21,13 +21,20 @@ _W3 = [0.2, 1.0, 3.0]
 _REDS = ("none", "mean", "sum")
 
 
+def grad_output_for(shape, dtype) -> np.ndarray:
+    """A deterministic upstream gradient of a loss output's shape and dtype (mixed signs, no zeros
+    except where the linspace crosses 0; 0.75 for a 0-d output)."""
+    shape = tuple(shape)
+    n = int(np.prod(shape))
+    g = np.linspace(-1.0, 1.5, num=max(1, n))[:n].reshape(shape)
+    return (g if shape else np.asarray(0.75)).astype(dtype)
+
+
 def _with_grad(case: Case, dtype) -> Case:
     """Add a deterministic upstream gradient of the output's shape and dtype."""
     ref = ScipyOracle().evaluate(case, want_grad=False)
     if ref.error is None:
-        shape = ref.value.shape
-        g = np.linspace(-1.0, 1.5, num=max(1, int(np.prod(shape))))[: int(np.prod(shape))].reshape(shape)
-        case.arrays["grad_output"] = (g if shape else np.asarray(0.75)).astype(ref.dtype or dtype)
+        case.arrays["grad_output"] = grad_output_for(ref.value.shape, ref.dtype or dtype)
     return case
 
 
@@ -164,6 +171,10 @@ def _bcewl(dt):
               dict(input=[0.5, -1.0], target=[1.0, 0.0], pos_weight=2.0), dict(reduction="mean"))
 
 
+def _X23f(dt):
+    return np.asarray(_X23, dt)
+
+
 def _errors(dt):
     """Spec section 11: invalid arguments and the exception type torch raises."""
     z23 = np.zeros((2, 3), dt)
@@ -185,6 +196,24 @@ def _errors(dt):
             (L, f"{s}_err_1d_input_2_targets", dict(input=np.zeros(3, dt), target=t01), {}, "ValueError"),
         ]
     other = np.float64 if dt == "float32" else np.float32
+    # Rejected by torch, accepted by candidates that declare an extension (extensions.py): those check
+    # them as values; the bool target, the integer weight and the out-of-range int8 target stay errors.
+    E += [
+        ("cross_entropy", "ce_err_int8_target", dict(input=_X23f(dt), target=_t([2, 0], np.int8)),
+         dict(reduction="none"), "RuntimeError"),
+        ("cross_entropy", "ce_err_uint8_spatial_target", dict(input=np.arange(12.0).reshape(2, 3, 2).astype(dt) / 5,
+                                                              target=_t([[0, 1], [2, 1]], np.uint8)),
+         dict(reduction="sum"), "RuntimeError"),
+        ("cross_entropy", "ce_err_weight_dtype", dict(input=_X23f(dt), target=_t([2, 0]),
+                                                      weight=np.asarray(_W3, other)), {}, "RuntimeError"),
+        ("cross_entropy", "ce_err_bool_target", dict(input=z23, target=_t([0, 1], np.bool_)), {}, "RuntimeError"),
+        ("nll_loss", "nll_err_int16_target_weight_f16", dict(input=_X23f(dt), target=_t([1, 2], np.int16),
+                                                             weight=np.asarray(_W3, np.float16)),
+         dict(reduction="mean"), "RuntimeError"),
+        ("nll_loss", "nll_err_int8_target_ge_C", dict(input=z23, target=_t([0, 3], np.int8)), {}, "RuntimeError"),
+        ("nll_loss", "nll_err_int_weight", dict(input=z23, target=t01, weight=np.ones(3, np.int64)), {},
+         "RuntimeError"),
+    ]
     E += [
         ("nll_loss", "nll_err_weight_dtype", dict(input=z23, target=t01, weight=np.ones(3, other)), {},
          "RuntimeError"),

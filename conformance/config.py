@@ -9,7 +9,7 @@ from conformance.model import LOSSES
 #: Built-in candidates (what `nbxent-conformance run` checks with no --candidate).
 BUILTIN_CANDIDATES = ("nbxent", "nbxent.cuda", "torch")
 ORACLES = ("scipy", "torch", "mpmath")
-DTYPES = ("float32", "float64")
+DTYPES = ("float16", "float32", "float64")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 
 from conformance import candidates
 from conformance.model import Case
+from conformance.worker import SIMULATOR_THREADS_PER_BLOCK
 
 #: Arrays passed by keyword; input and target are positional, grad_output goes to the gradient call.
 _KEYWORD_ARRAYS = ("weight", "pos_weight")
@@ -59,7 +60,7 @@ def _literal(v: Any) -> str:
 
 
 def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, report_dir: str,
-                     oracle: str = "scipy") -> str:
+                     oracle: str = "scipy", extensions: tuple[str, ...] = ()) -> str:
     """Save ``case`` and a runnable ``repro.py`` for one failing check; returns the directory.
 
     Args:
@@ -71,6 +72,8 @@ def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, 
         case_id: the case's stable id.
         report_dir: the campaign's report directory.
         oracle: the ``conformance.oracles`` oracle to print as the reference.
+        extensions: the candidate's declared extensions that made this (torch-invalid)
+            case a value case: the reference is computed for its canonical form.
 
     Returns:
         The directory holding ``case.npz`` and ``repro.py``.
@@ -84,7 +87,7 @@ def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, 
     strided = [k for k, v in arrays.items()
                if v.ndim >= 1 and v.size > 1 and not (v.flags.c_contiguous or v.flags.f_contiguous)]
     with open(os.path.join(out, "repro.py"), "w", encoding="utf-8") as f:
-        f.write(render_repro(case, candidate_spec, check, case_id, oracle, strided))
+        f.write(render_repro(case, candidate_spec, check, case_id, oracle, strided, extensions))
     return out
 
 
@@ -134,11 +137,13 @@ def _candidate_lines(case: Case, spec: str, grad: bool) -> list[str]:
     else:
         lines.append(f"got = candidate.{loss}({args})")
     if spec == "nbxent.cuda":
+        # NumPy arrays in, as the harness passes them (nbxent.cuda copies them to the device
+        # and returns NumPy); the guard only matters if a device array ever comes back
         return lines + ["got = got.copy_to_host() if hasattr(got, 'copy_to_host') else np.asarray(got)"]
     return lines + ["got = np.asarray(got)"]
 
 
-def _reference_lines(case: Case, oracle: str, grad: bool) -> list[str]:
+def _reference_lines(case: Case, oracle: str, grad: bool, extensions: tuple[str, ...] = ()) -> list[str]:
     part = "grad" if grad else "value"
     arrays = ", ".join(f"{k}={k}" for k in case.arrays)
     lines = [
@@ -148,6 +153,14 @@ def _reference_lines(case: Case, oracle: str, grad: bool) -> list[str]:
         "",
         f"case = Case(loss={case.loss!r}, arrays=dict({arrays}), kwargs=kwargs)",
     ]
+    if extensions:
+        lines += [
+            f"# torch rejects these arguments; the candidate declares the extension(s) {', '.join(extensions)},",
+            "# so the reference is torch's result for the canonical form (int64 target, weight in the input's dtype)",
+            "from conformance.extensions import canonical",
+            f"case = Case(loss={case.loss!r}, arrays=canonical({case.loss!r}, case.arrays, {tuple(extensions)!r})[0],"
+            " kwargs=kwargs)",
+        ]
     if oracle == "mpmath":
         # The harness judges against torch's semantics (NaN/inf where torch has them)
         # with the exact value wherever both are finite; show all three.
@@ -173,7 +186,8 @@ def _reference_lines(case: Case, oracle: str, grad: bool) -> list[str]:
     ]
 
 
-def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, strided: list[str] = ()) -> str:
+def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, strided: list[str] = (),
+                 extensions: tuple[str, ...] = ()) -> str:
     """The text of ``repro.py`` (see ``write_reproducer``)."""
     grad = check == "grad_input"
     simulated = spec == "nbxent.cuda" and candidates.is_simulated(spec)
@@ -196,7 +210,7 @@ def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, s
     if simulated:
         head += [
             "# Found on the CUDA simulator (no GPU there); it must be chosen before Numba is imported.",
-            'os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")',
+            'os.environ["NUMBA_ENABLE_CUDASIM"] = "1"',
             "",
         ]
     head += [
@@ -206,13 +220,16 @@ def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, s
         "",
     ]
     body = _load_lines(case, list(strided)) + ["", f"# The candidate ({spec!r})", "try:"]
+    if simulated:
+        call = call[:1] + [f"candidate.set_threads_per_block({SIMULATOR_THREADS_PER_BLOCK})   "
+                           "# the block size the harness's worker uses on the simulator"] + call[1:]
     body += ["    " + line for line in call]
     body += [
         "except Exception as exc:",
         '    got = None',
         '    print(f"candidate raised {type(exc).__name__}: {exc}")',
         "",
-    ] + _reference_lines(case, oracle, grad) + [
+    ] + _reference_lines(case, oracle, grad, tuple(extensions)) + [
         "if got is not None and want is not None and got.shape == want.shape and got.size:",
         "    g, w = got.astype(np.float64), want.astype(np.float64)",
         "    with np.errstate(all='ignore'):",

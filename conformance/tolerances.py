@@ -4,7 +4,7 @@ One table, :data:`POLICY`, keyed by (loss, output kind, dtype). The allowed
 error of each output element is
 
     tol = eps(dtype) * (k_elem * E + k_sum * Q)  +  eps(float64) * (E + Q)   [reference's own error]
-          + tiny(dtype)                                                      [flush-to-zero]
+          + tiny(dtype)                             [flush-to-zero; float16: see below]
 
 where ``E`` and ``Q`` are computed from the case in float64 and measured in
 units of eps (spec 13: bound the error by the size of the terms combined, not
@@ -26,7 +26,18 @@ by the size of the result):
 
 The ``tiny`` term (the smallest normal number) lets a result in the subnormal
 range be flushed to zero, as SIMD exp/log libraries do (torch float32 turns a
-softmax of 7.5e-44 into 0).
+softmax of 7.5e-44 into 0). float16 is different: its results are computed in
+float32 (nbxent, torch's log_softmax) or per operation in float32 and rounded to
+half (torch's NLL cascade and BCE, spec 2.7/7.4), and a float32 -> float16
+conversion keeps half subnormals; nothing flushes at float16's tiny (6.1e-5,
+which would accept 0 for any loss below it). There a rounding that lands in the
+subnormal range is absolute, at most half a subnormal spacing, so the floor is
+``k_elem`` such roundings: ``k_elem * smallest_subnormal / 2`` (2.4e-7 for k_elem = 8).
+
+float16 entries (k_elem = 8, k_sum = 2): eps16 = 2**-10 makes the summation bound Q of a
+serial half cascade (torch, spec 2.7) dominate; candidates that compute in float32 and
+round once (nbxent) sit far inside. Inputs for float16 are drawn at scales that keep every
+loss and sum finite in half (strategies.py), so no overflow is judged here.
 
 Ignored samples get ``E = Q = 0``: their output must be exactly 0.
 
@@ -251,7 +262,8 @@ def tolerance(case, kind: str, dtype: str, ref_exact: bool = False) -> tuple[np.
     fi = np.finfo(np.dtype(key[2]))
     E, Q = units(case, kind)
     ref = 0.0 if ref_exact else float(np.finfo(np.float64).eps) * (np.asarray(E) + np.asarray(Q))
-    tol = float(fi.eps) * (pol.k_elem * np.asarray(E) + pol.k_sum * np.asarray(Q)) + ref + float(fi.tiny)
+    floor = pol.k_elem * float(fi.smallest_subnormal) / 2 if key[2] == "float16" else float(fi.tiny)
+    tol = float(fi.eps) * (pol.k_elem * np.asarray(E) + pol.k_sum * np.asarray(Q)) + ref + floor
     desc = (f"{key[0]}/{kind}/{key[2]}: eps*({pol.k_elem:g}*E + {pol.k_sum:g}*Q)"
             f"{'' if ref_exact else ' + eps64*(E+Q)'}, eps={float(fi.eps):.3g} ({pol.reason})")
     return np.asarray(tol, dtype=np.float64), desc

@@ -40,16 +40,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_sum_term,
+from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like,
                                     grad_positions, grad_row, row_max)
 from nbxent._ce_cpu_rows import index_row as _index_row
+from nbxent._ce_cpu_spatial import KBLOCK, index_block as _index_block
 from nbxent._ce_scalar import index_loss, log_prob, smooth_mix, target_p_minus_1
 from nbxent._common import CACHE
 
 #: Elements (N*C*K) from which the parallel drivers are used (measured cut-over, see report).
 PARALLEL_MIN = 1 << 12
-#: Spatial positions per work item: enough to fill vector lanes over the K axis.
-KBLOCK = 256
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
@@ -62,85 +61,6 @@ def _index_rows_par(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
 def _index_rows_ser(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
     for n in range(x.shape[0]):
         _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
-
-
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
-    C = x.shape[1]
-    K = x.shape[2]
-    nb = k1 - k0
-    m = np.empty(nb, dtype=x.dtype)
-    tk = np.empty(nb, dtype=np.int64)      # target, or -1 where ignored
-    s_other = np.zeros(nb)
-    for kk in range(nb):
-        tv = t[n * K + k0 + kk]
-        tk[kk] = -1 if tv == ii else tv
-        m[kk] = x[n, 0, k0 + kk]
-    for c in range(1, C):
-        for kk in range(nb):
-            v = x[n, c, k0 + kk]
-            m[kk] = v if v > m[kk] else m[kk]
-    for c in range(C):
-        for kk in range(nb):
-            e = np.float64(exp_sum_term(x[n, c, k0 + kk], m[kk]))
-            s_other[kk] += 0.0 if c == tk[kk] else e
-    lt = np.empty(nb)
-    s = np.empty(nb)
-    log_s = np.empty(nb)
-    for kk in range(nb):
-        i = n * K + k0 + kk
-        tv = tk[kk]
-        m64 = np.float64(m[kk])
-        if tv < 0:
-            loss[i] = 0.0
-            s[kk] = s_other[kk]
-            continue
-        xt64 = np.float64(x[n, tv, k0 + kk])
-        e_t = math.exp(xt64 - m64)
-        lt[kk] = index_loss(m64, xt64, s_other[kk], e_t)
-        s[kk] = s_other[kk] + e_t
-        log_s[kk] = np.log(s[kk])
-        wt = np.float64(w[tv])
-        loss[i] = -0.0 * wt if lt[kk] == 0.0 else wt * lt[kk]
-    if eps > 0.0:
-        acc = np.zeros(nb)
-        for c in range(C):
-            wc = np.float64(w[c])
-            for kk in range(nb):
-                acc[kk] += wc * log_prob(np.float64(x[n, c, k0 + kk]), np.float64(m[kk]), log_s[kk])
-        for kk in range(nb):
-            if tk[kk] >= 0:
-                i = n * K + k0 + kk
-                loss[i] = smooth_mix(loss[i], -acc[kk], eps, C)
-    if not want_grad:
-        return
-    b = eps / C
-    c_p = np.zeros(nb, dtype=x.dtype)
-    c_w = np.zeros(nb, dtype=x.dtype)
-    for kk in range(nb):
-        if tk[kk] >= 0:
-            gs = g[(n * K + k0 + kk) * gstride]
-            wt = np.float64(w[tk[kk]])
-            c_p[kk] = cast_like(gs * ((1.0 - eps) * wt + b * sumw) / s[kk], m[kk])
-            c_w[kk] = cast_like(gs * b, m[kk])
-    for c in range(C):
-        # want_grad == 2: in place, read grad itself (see _index_row).
-        if want_grad == 2:
-            grad_positions(grad, grad, n, c, k0, nb, m, c_p, c_w, w[c], eps > 0.0)
-        else:
-            grad_positions(x, grad, n, c, k0, nb, m, c_p, c_w, w[c], eps > 0.0)
-    for kk in range(nb):
-        tv = tk[kk]
-        if tv < 0:
-            fill = cast_like(np.nan if math.isnan(s[kk]) else 0.0, m[kk])
-            for c in range(C):
-                grad[n, c, k0 + kk] = fill
-        else:
-            gs = g[(n * K + k0 + kk) * gstride]
-            wt = np.float64(w[tv])
-            pm1 = target_p_minus_1(lt[kk])
-            grad[n, tv, k0 + kk] = cast_like(
-                gs * ((1.0 - eps) * wt * pm1 + b * (sumw * (1.0 + pm1) - wt)), m[kk])
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")

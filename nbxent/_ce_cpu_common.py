@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from llvmlite import ir
+from numba.extending import intrinsic, overload
 
 from nbxent._common import CACHE
 from nbxent._fastmath import (_F32_C0, _F32_C1, _F32_C2, _F32_C3, _F32_C4, _F32_C5,
@@ -151,68 +152,58 @@ def _ov_exp_diff(x, m):
     return None
 
 
-def exp_sum_term(x, m):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.exp(x - m)
+@intrinsic
+def maxnum(typingctx, a, b):
+    """The larger of ``a`` and ``b``, a NaN operand ignored (``llvm.maxnum``; widens to vmaxps).
+
+    Written as ``v if v > m else m`` into an array slot, the max becomes a masked store
+    (vmaskmovps, microcoded on this CPU: 8x slower than vmaxps + a blend for the NaN case).
+    """
+    if a not in (types.float32, types.float64) or a != b:
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [ty], ir.FunctionType(ty, [ty, ty]))
+        return builder.call(fn, args)
+
+    return a(a, a), codegen
 
 
-@overload(exp_sum_term)
-def _ov_exp_sum_term(x, m):
-    # float64: the exact shift keeps tiny losses (log1p of a sum of far-below-max terms) at
-    # a few ulp. float32: the sum is folded into float64 anyway and a float32 loss is not
-    # limited by the shift's rounding, so the cheaper plain exp keeps the loop fast.
-    if x == types.float32:
-        def impl(x, m):
-            return exp_like(x - m)
-        return impl
-    if x == types.float64:
-        def impl(x, m):
-            return exp_diff(x, m)
-        return impl
-    return None
+#: Partial maxima of the row max: 8 float32 vectors (measured on 8192 float32: 0.11 ns per
+#: element; 32 lanes get fully unrolled and are not vectorized, 0.69 ns).
+MAX_LANES = 64
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
 def seg_max(x, n, lo, hi):
-    """Max of ``x[n, lo:hi]`` over 8 independent lanes (they widen to one vector max).
+    """Max of ``x[n, lo:hi]`` (needs ``hi > lo``), NaN skipped; all ``-inf``/NaN gives ``-inf``.
 
-    Needs ``hi > lo``. NaN compares false and is skipped here; it still reaches the
-    result through ``exp(NaN - m)`` in the sum. An all ``-inf`` (or all NaN) segment
-    gives ``-inf``. (LLVM vectorizes a plain max reduction only under ``nnan``.)
+    A skipped NaN still reaches the loss through ``exp(NaN - m)`` in the sum. Long
+    segments run elementwise maxes into ``MAX_LANES`` partial maxima (LLVM vectorizes an
+    elementwise max, not a max reduction without ``nnan``).
     """
     seg = x[n, lo:hi]
     size = seg.shape[0]
-    ninf = cast_like(-np.inf, seg[0])
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = ninf
-    j = 0
-    while j + 8 <= size:
-        v0 = seg[j]
-        v1 = seg[j + 1]
-        v2 = seg[j + 2]
-        v3 = seg[j + 3]
-        v4 = seg[j + 4]
-        v5 = seg[j + 5]
-        v6 = seg[j + 6]
-        v7 = seg[j + 7]
-        m0 = v0 if v0 > m0 else m0
-        m1 = v1 if v1 > m1 else m1
-        m2 = v2 if v2 > m2 else m2
-        m3 = v3 if v3 > m3 else m3
-        m4 = v4 if v4 > m4 else m4
-        m5 = v5 if v5 > m5 else m5
-        m6 = v6 if v6 > m6 else m6
-        m7 = v7 if v7 > m7 else m7
-        j += 8
-    while j < size:
-        v0 = seg[j]
-        m0 = v0 if v0 > m0 else m0
-        j += 1
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    return m4 if m4 > m0 else m0
+    m = cast_like(-np.inf, seg[0])
+    if size >= 4 * MAX_LANES:
+        lanes = np.full(MAX_LANES, m)
+        body = size - size % MAX_LANES
+        for j in range(0, body, MAX_LANES):
+            chunk = seg[j:j + MAX_LANES]
+            for k in range(MAX_LANES):
+                lanes[k] = maxnum(lanes[k], chunk[k])
+        for k in range(MAX_LANES):
+            v = lanes[k]
+            m = v if v > m else m
+        for j in range(body, size):
+            v = seg[j]
+            m = v if v > m else m
+    else:
+        for j in range(size):
+            v = seg[j]
+            m = v if v > m else m
+    return m
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
@@ -233,7 +224,7 @@ def block_sum_exp(x, n, lo, hi, m):
         seg = row[j:min(j + BLOCK, hi)]
         acc = cast_like(0.0, m)
         for c in range(seg.shape[0]):
-            acc += exp_sum_term(seg[c], m)
+            acc += exp_diff(seg[c], m)
         total += np.float64(acc)
         j += BLOCK
     return total

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff,
-                                    exp_sum_term, row_max)
+                                    row_max)
 from nbxent._ce_scalar import log_prob
 from nbxent._common import CACHE
 
@@ -95,7 +95,7 @@ def _prob_block(x, n, k0, k1, q, w, eps, g, gstride, loss, grad, want_grad, grad
     s = np.zeros(nb)
     for c in range(C):
         for kk in range(nb):
-            s[kk] += np.float64(exp_sum_term(x[n, c, k0 + kk], m[kk]))
+            s[kk] += np.float64(exp_diff(x[n, c, k0 + kk], m[kk]))
     log_s = np.log(s)           # lp = (x - m) - log(s): same-sign terms, see _prob_row
     a = cast_like(1.0 - eps, m[0])
     b = cast_like(eps / C, m[0])

@@ -93,7 +93,7 @@ LOOPS = {
 }
 
 
-@pytest.mark.skipif(not _host_has("avx2", "fma"), reason="vector width check needs an AVX2+FMA host")
+@pytest.mark.skipif(not _host_has("avx2", "fma"), reason="the check needs an AVX2+FMA host")
 @pytest.mark.parametrize("name", LOOPS)
 def test_float32_kernel_loops_vectorize(name):
     # A fresh (uncached) compile of each element loop of the float32 kernels, so its assembly
@@ -104,4 +104,4 @@ def test_float32_kernel_loops_vectorize(name):
     loop(*make_args())
     asm = loop.inspect_asm(loop.signatures[0])
     ops = [ln.split()[0] for ln in asm.splitlines() if "%ymm" in ln and ln.strip()]
-    assert any(o.startswith(op) and o.endswith(suffix) for o in ops), f"{name}: no packed {op}*{suffix}"
+    assert any(o.startswith(op) and o.endswith(suffix) for o in ops), f"{name}: no {op}*{suffix}"

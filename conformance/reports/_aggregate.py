@@ -98,6 +98,7 @@ class Row:
     worst: dict[str, Any] | None
     torch_differs: int
     lacking: list[str]                                     # declared missing features
+    extensions: dict[str, int] = field(default_factory=dict)   # declared extension -> cases it legalised
 
     @property
     def worst_ulp(self) -> Any:
@@ -185,7 +186,27 @@ def _row(cand: str, loss: str, cells: list[Cell], info: dict[str, Any] | None) -
     worst = _worst_of([c.worst for c in cells if c.worst is not None])
     lacking = list((info or {}).get("not_supported", {}).get(loss, []))
     return Row(cand, loss, verdict, cells, count_cases(case_ids), worst,
-               sum(c.counts.get("torch_differs", 0) for c in cells), lacking)
+               sum(c.counts.get("torch_differs", 0) for c in cells), lacking, _extensions(info, loss, case_ids))
+
+
+#: How a declared extension is listed among a candidate's supported features (campaign.py).
+EXTENSION_PREFIX = "extension:"
+
+
+def _extensions(info: dict[str, Any] | None, loss: str, case_ids: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Declared extensions of a candidate for a loss, each with the number of cases it made legal."""
+    declared = [f[len(EXTENSION_PREFIX):] for f in (info or {}).get("supported", {}).get(loss, [])
+                if f.startswith(EXTENSION_PREFIX)]
+    out = dict.fromkeys(declared, 0)
+    for case in case_ids.values():
+        for e in case.get("extensions") or ():
+            out[e] = out.get(e, 0) + 1
+    return out
+
+
+def extension_note(row: Row) -> str:
+    """'any_int_target (4 cases)' per declared extension, '' when none is declared."""
+    return ", ".join(f"{e} ({n} case{'s' if n != 1 else ''})" for e, n in row.extensions.items())
 
 
 def count_cases(case_ids: dict[str, dict[str, Any]]) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Callable, TextIO
 
 from conformance.config import ProgressEvent
 from conformance.model import RunResults
-from conformance.reports._aggregate import FAIL, NOT_RUN, PASS, aggregate, as_dict, fmt_ulp, num
+from conformance.reports._aggregate import FAIL, NOT_RUN, PASS, aggregate, as_dict, extension_note, fmt_ulp, num
 
 _WIDTH = 24          # characters of bar
 _MIN_REDRAW_S = 0.1  # a terminal redraw at most ten times a second
@@ -91,6 +91,8 @@ def format_summary(results: RunResults | dict[str, Any], paths: dict[str, str] |
             extra.append(f"{row.torch_differs} differ from torch (exact agrees)")
         if row.lacking:
             extra.append("not supported: " + ", ".join(row.lacking))
+        if row.extensions:
+            extra.append("extensions: " + extension_note(row))
         lines.append(f"{row.candidate:<{name_w}}  {row.loss:<{loss_w}}  {row.verdict:<13}  "
                      f"{row.n_cases:>5}  {worst:>9}" + ("  " + "; ".join(extra) if extra else ""))
     cells = [c for r in rows for c in r.cells]

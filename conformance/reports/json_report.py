@@ -49,7 +49,7 @@ def to_report_dict(results: RunResults | dict[str, Any]) -> dict[str, Any]:
         "rows": [
             {"candidate": row.candidate, "loss": row.loss, "verdict": row.verdict, "cases": row.n_cases,
              "worst_ulp": strict(num(row.worst_ulp)) if row.worst_ulp is not None else None,
-             "torch_differs": row.torch_differs, "not_supported": row.lacking}
+             "torch_differs": row.torch_differs, "not_supported": row.lacking, "extensions": row.extensions}
             for row in rows
         ],
     }

@@ -97,6 +97,9 @@ def render_junit(results: RunResults | dict[str, Any]) -> ET.Element:
             ET.SubElement(props, "property", name="seed", value=str(run.get("seed")))
             for k, v in sorted((run.get("environment") or {}).items()):
                 ET.SubElement(props, "property", name=_clean(k), value=_clean(v))
+            declared = sorted({e for r in rows if r.candidate == row.candidate for e in r.extensions})
+            if declared:       # inputs torch rejects that this candidate accepts (checked as values)
+                ET.SubElement(props, "property", name="extensions", value=_clean(", ".join(declared)))
             suites[row.candidate] = suite
             tallies[row.candidate] = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         t = tallies[row.candidate]

@@ -13,8 +13,9 @@ import re
 from typing import Any
 
 from conformance.model import RunResults
+from conformance.extensions import EXTENSIONS
 from conformance.reports._aggregate import (
-    FAIL, NOT_SUPPORTED, PASS, Row, aggregate, as_dict, describe_case, fmt_float, fmt_ulp, num,
+    FAIL, NOT_SUPPORTED, PASS, Row, aggregate, as_dict, describe_case, extension_note, fmt_float, fmt_ulp, num,
 )
 
 FILENAME = "summary.md"
@@ -55,6 +56,22 @@ def _table(rows: list[Row]) -> list[str]:
     out.append("¹ cases where the candidate differs from torch but agrees with the exact (mpmath) value "
                "and torch does not; reported, never failed.")
     return out
+
+
+def _extensions(rows: list[Row]) -> list[str]:
+    """Declared extensions: inputs torch rejects that a candidate accepts, checked as values."""
+    listed = [row for row in rows if row.extensions]
+    if not listed:
+        return []
+    out = ["## Declared extensions", "",
+           "Inputs torch 2.13 rejects that the candidate declares it accepts: those cases are checked "
+           "as values against torch's result for the canonical form (int64 target, weight in the "
+           "input's dtype), not as missing errors.", ""]
+    for row in listed:
+        out.append(f"- `{_md(row.candidate)}` / `{row.loss}`: {_md(extension_note(row))}")
+    names = sorted({e for row in listed for e in row.extensions})
+    out += [""] + [f"`{e}`: {_md(EXTENSIONS.get(e, ''))}  " for e in names]
+    return out + [""]
 
 
 def _findings(run: dict[str, Any]) -> list[str]:
@@ -119,7 +136,8 @@ def render_markdown(results: RunResults | dict[str, Any]) -> str:
     ]
     if env:
         head += [" · ".join(f"{k} {v}" for k, v in sorted(env.items())), ""]
-    return "\n".join(head + ["## Results", ""] + _table(rows) + [""] + _findings(run) + _failures(rows))
+    return "\n".join(head + ["## Results", ""] + _table(rows) + [""] + _extensions(rows) + _findings(run)
+                     + _failures(rows))
 
 
 def write_markdown(results: RunResults | dict[str, Any], report_dir: str) -> str:

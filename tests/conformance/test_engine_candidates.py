@@ -35,7 +35,7 @@ def test_probe_reads_keywords_from_signatures(tmp_path):
     assert {"weight", "ignore_index", "label_smoothing", "backward"} <= set(ce["missing"])
     assert "reduction" in ce["features"] and "prob_target" in ce["features"]
     assert info["nll_loss"] == {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                                "max_classes": 0, "reductions": []}
+                                "max_classes": 0, "reductions": [], "extensions": []}
     assert {"weight", "pos_weight", "backward"} <= set(info["binary_cross_entropy_with_logits"]["features"])
 
 
@@ -60,6 +60,8 @@ def test_declaration_narrows_features_dtypes_and_shapes(tmp_path):
     ('{"dtypes": ["int8"]}', "int8"),
     ('{"exclude": ["smoothing"]}', "smoothing"),
     ('{"losses": {"mse": {}}}', "mse"),
+    ('{"extensions": ["int32_targets"]}', "extension 'int32_targets' unknown"),
+    ('{"losses": {"nll_loss": {"extensions": ["any_int_targets"]}}}', "any_int_targets"),
     ('["float32"]', "must be a dict"),
 ])
 def test_malformed_declaration_is_a_load_error(tmp_path, decl, words):

@@ -1,0 +1,35 @@
+"""The ``nbxent`` candidate: nbxent's CPU backend unchanged, with its CONFORMANCE declaration.
+
+The functions are nbxent's own (re-exported, not wrapped: the harness calls
+exactly what users call). The declaration states what nbxent supports beyond
+torch 2.13 (README "Deliberate differences from torch"): float16 inputs
+(computed in float32, rounded once), class-index targets of any integer dtype
+and class-index weights of any float dtype. With it, torch's errors for those
+inputs are checked as values (conformance/extensions.py) instead of failing.
+"""
+from __future__ import annotations
+
+from nbxent import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    cross_entropy,
+    cross_entropy_backward,
+    nll_loss,
+    nll_loss_backward,
+)
+
+#: What nbxent declares (docs/candidates.md); shared with the CUDA backend's candidate.
+NBXENT_CONFORMANCE = {
+    "dtypes": ["float16", "float32", "float64"],
+    "extensions": ["any_int_target", "any_float_weight"],
+}
+CONFORMANCE = NBXENT_CONFORMANCE
+
+__all__ = [
+    "CONFORMANCE",
+    "cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward",
+    "binary_cross_entropy", "binary_cross_entropy_backward",
+    "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
+]

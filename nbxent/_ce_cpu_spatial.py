@@ -1,0 +1,134 @@
+"""Spatial kernel of class-index cross_entropy: ``(N, C, K)`` inputs with ``K > 1``.
+
+Signature, one per float dtype (see nbxent/_ce_cpu.py for the argument conventions):
+
+    index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+
+A work item is one batch index ``n`` and a block of positions ``k0 <= k < k1``. The class
+stride is ``K``, so one class of the block, ``x[n, c, k0:k1]``, is contiguous: every pass
+runs the class loop outside and a vector loop over the block's positions inside, with the
+running max, sums and scales held in small per-block arrays (no stride-``K`` gathers):
+
+1. ``m_k = max_c x[n, c, k]``;
+2. the fused pass: ``e = exp(x - m_k)`` (exact shift) written into the gradient block while
+   ``s_other_k`` sums it in float64, the target's own term left out (the forward alone
+   only sums);
+3. ``e_t = exp(x_t - m_k)`` (float64, vectorized), then per position ``loss_t =
+   index_loss(...)`` (one libm log) and the gradient scale;
+4. the gradient block is scaled in place, class by class; the target element is written
+   from ``p_t - 1 = -s_other / s`` (no cancellation when ``p_t ~ 1``, as ``expm1(-loss_t)``).
+
+The target's term is masked out of the sum by a multiply, not a select: a select into an
+array slot compiles to a masked store (microcoded here). ``e * 0`` is NaN only when ``e``
+is, and then the loss is NaN anyway. Summing ``C`` float64 terms in class order gives a relative error of at most
+``(C - 1) * u64`` in ``s``, far below the float32 result's last bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from nbxent._ce_cpu_common import FASTMATH, cast_like, exp_diff, maxnum
+from nbxent._ce_scalar import index_loss, smooth_mix
+from nbxent._common import CACHE
+
+#: Spatial positions per work item: a few vector widths, and C of them (logits plus
+#: gradient) stay in L1/L2 for the usual class counts.
+KBLOCK = 256
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    """Losses (and gradient) of positions ``k0 .. k1`` of batch index ``n``; see module doc."""
+    C = x.shape[1]
+    K = x.shape[2]
+    nb = k1 - k0
+    # In place (want_grad == 2) every read goes through ``grad`` (one base pointer; see
+    # nbxent/_ce_cpu_rows.py).
+    src = grad if want_grad == 2 else x
+    tk = t[n * K + k0:n * K + k1]
+    m = src[n, 0, k0:k1].copy()
+    for c in range(1, C):
+        xr = src[n, c, k0:k1]
+        for kk in range(nb):
+            m[kk] = maxnum(m[kk], xr[kk])
+    # Target logits (read before the fused pass overwrites them in place) and the class
+    # left out of each position's sum (-1 where ignored: ignore_index may be a class).
+    xt = np.empty(nb)
+    tc = np.empty(nb, dtype=np.int64)
+    for kk in range(nb):
+        tv = tk[kk]
+        valid = tv != ii
+        xt[kk] = np.float64(src[n, tv, k0 + kk] if valid else m[kk])
+        tc[kk] = tv if valid else -1
+    s_other = np.zeros(nb)
+    wx = np.zeros(nb)
+    ebuf = np.empty(nb, dtype=x.dtype)
+    for c in range(C):
+        xr = src[n, c, k0:k1]
+        if eps > 0.0:
+            wc = np.float64(w[c])
+            for kk in range(nb):
+                wx[kk] += wc * np.float64(xr[kk])
+        # Two short loops over few arrays each, not one over five: LLVM gives up on
+        # vectorizing a loop that needs too many runtime overlap checks.
+        er = grad[n, c, k0:k1] if want_grad != 0 else ebuf
+        for kk in range(nb):
+            er[kk] = exp_diff(xr[kk], m[kk])
+        for kk in range(nb):
+            s_other[kk] += np.float64(er[kk]) * (tc[kk] != c)
+    # e_t = exp(x_t - m) in float64 (exact shift), vectorized over the positions
+    e_t = np.empty(nb)
+    for kk in range(nb):
+        e_t[kk] = exp_diff(xt[kk], np.float64(m[kk]))
+    # Per position: loss and gradient scales.
+    c_p = np.empty(nb, dtype=x.dtype)
+    c_w = np.empty(nb, dtype=x.dtype)
+    pm1 = np.empty(nb)
+    bw = eps / C
+    for kk in range(nb):
+        i = n * K + k0 + kk
+        tv = tk[kk]
+        m64 = np.float64(m[kk])
+        if tv == ii:
+            loss[i] = 0.0
+            c_p[kk] = cast_like(np.nan if math.isnan(s_other[kk]) else 0.0, m[kk])
+            c_w[kk] = c_p[kk]
+            continue
+        lt = index_loss(m64, xt[kk], s_other[kk], e_t[kk])
+        s = s_other[kk] + e_t[kk]
+        wt = np.float64(w[tv])
+        nll = -0.0 * wt if lt == 0.0 else wt * lt
+        if eps > 0.0:
+            # sum_c w_c * lp_c with lp_c = (x_c - m) - log(s)
+            loss[i] = smooth_mix(nll, -((wx[kk] - sumw * m64) - sumw * math.log(s)), eps, C)
+        else:
+            loss[i] = nll
+        if want_grad != 0:
+            gs = g[i * gstride]
+            c_p[kk] = cast_like(gs * ((1.0 - eps) * wt + bw * sumw) / s, m[kk])
+            c_w[kk] = cast_like(gs * bw, m[kk])
+            # p_t - 1 = (e_t - s) / s = -s_other / s: no cancellation however close p_t is to 1
+            pm1[kk] = gs * ((1.0 - eps) * wt * (-s_other[kk] / s)
+                            + bw * (sumw * (e_t[kk] / s) - wt))
+    if want_grad == 0:
+        return
+    for c in range(C):
+        gr = grad[n, c, k0:k1]
+        if eps > 0.0:
+            wc = w[c]
+            for kk in range(nb):
+                gr[kk] = c_p[kk] * gr[kk] - c_w[kk] * wc
+        else:
+            for kk in range(nb):
+                gr[kk] = c_p[kk] * gr[kk]
+    for kk in range(nb):
+        tv = tk[kk]
+        if tv == ii:
+            fill = c_p[kk]          # 0, or NaN when the position's log-softmax is NaN
+            for c in range(C):
+                grad[n, c, k0 + kk] = fill
+        else:
+            grad[n, tv, k0 + kk] = cast_like(pm1[kk], m[kk])
