@@ -39,18 +39,21 @@ def run_fuzz(judge: Judge, spec: str, worker: Worker, loss: str, feats: Features
     minimal case; passing examples are summarised as one ``pass`` result per check
     with the worst error seen; the first ``torch_differs`` example is recorded as is.
     """
-    state = {"n": 0, "fails": 0, "crashes": 0, "last": None, "worst": {}, "differs": None}
+    cap = budget + max(MIN_SHRINK_EVALS, budget)
+    state = {"n": 0, "fails": 0, "crashes": 0, "last": None, "worst": {}, "differs": None, "planned": budget}
 
     def prop(case):
-        if state["n"] >= budget + max(MIN_SHRINK_EVALS, budget):
+        if state["n"] >= cap:
             return                 # shrinking budget spent: the smallest failure so far is reported
         state["n"] += 1
-        if state["n"] > budget:
-            judge.total += 1       # shrinking: work beyond the plan, so the progress never reads 100% early
         case_id = f"{loss}/fuzz/{judge.config.seed}-{state['n']:06d}"
         results = judge.evaluate(case, case_id, worker, feats, spec)
-        judge.tick(f"{spec} / {loss} / fuzz")
         failing = [r for r in results if r.status in FAILING]
+        if failing and state["planned"] < cap:
+            # shrinking follows: plan for its limit so the progress never reads 100% while it runs
+            judge.total += cap - state["planned"]
+            state["planned"] = cap
+        judge.tick(f"{spec} / {loss} / fuzz")
         for r in results:
             if r.status == "pass" and r.error is not None:
                 old = state["worst"].get(r.check)
@@ -81,7 +84,8 @@ def run_fuzz(judge: Judge, spec: str, worker: Worker, loss: str, feats: Features
     except (_Failed, hyp_errors.Flaky):
         pass
     n = state["n"]
-    judge.total -= max(0, budget - n)   # stopped early (a failure found and shrunk): less work than planned
+    judge.total -= state["planned"] - n      # the work actually done: the plan was an upper bound
+    judge.tick(f"{spec} / {loss} / fuzz", 0)
     failed_checks = set()
     if state["last"] is not None:
         case, failing = state["last"]

@@ -44,6 +44,19 @@ def _merge(s, e):
     return np.where(np.isfinite(s) & np.isfinite(e), e, s)
 
 
+def _rounded_overflow(want, dtype):
+    """``want`` with the values that round to +-inf in ``dtype`` replaced by that infinity.
+
+    A correctly rounded result beyond the dtype's range is infinite (float16's 65504 is
+    reached by a few hundred losses of 100); the float64 references do not overflow there.
+    """
+    if want is None:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.asarray(want).astype(dtype)
+    return np.where(np.isinf(r) & np.isfinite(want), r.astype(np.float64), want)
+
+
 
 class Judge:
     """Judges cases for a campaign and keeps its results, findings and progress."""
@@ -103,7 +116,10 @@ class Judge:
                 continue
             tol, desc = tolerance(case, kind, "float64")
             c = compare(tv, sv, tol, "float64", desc) if tv.shape == sv.shape else None
-            if c is None or not (c.value_ok and c.pattern_ok):
+            # the scipy oracle models torch's half-precision quirks (a BCE gradient floor that rounds
+            # to 0), which torch in float64 cannot show: for float16 inputs only the exact value counts
+            half = case.arrays["input"].dtype == np.float16
+            if not half and (c is None or not (c.value_ok and c.pattern_ok)):
                 what = "shape differs" if c is None else (c.pattern_examples or [f"max abs {c.measure.max_abs:.3e}"])[0]
                 self._finding("oracle_disagreement", case, f"{case.origin}: {kind}: torch float64 and the scipy oracle disagree: {what}")
             if ev is not None and tv.shape == ev.shape:
@@ -121,6 +137,7 @@ class Judge:
     # ----------------------------------------------------------------- judging one case
     def _judge(self, case, kind, got, s_val, e_val, dtype):
         tol, desc = tolerance(case, kind, dtype, ref_exact=e_val is not None)
+        s_val, e_val = _rounded_overflow(s_val, dtype), _rounded_overflow(e_val, dtype)
         c = compare(got, _merge(s_val, e_val), tol, dtype, desc)
         val = "pass" if c.value_ok else "fail"
         pat = "pass" if c.pattern_ok else "fail"

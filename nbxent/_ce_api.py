@@ -30,6 +30,7 @@ CUDA device arrays (anything with ``__cuda_array_interface__``) are handed to
 from __future__ import annotations
 
 from nbxent._ce_driver import run
+from nbxent._ce_fast import cross_entropy_small
 from nbxent._ce_validate import (check_out, host_grad_output, parse_wrt, plan_cross_entropy,
                                  plan_nll_loss)
 from nbxent._common import is_device_array
@@ -91,6 +92,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         >>> cross_entropy(x, np.array([2, -100]), reduction="none").round(6)
         array([0.407606, 0.      ])
     """
+    fast = cross_entropy_small("cross_entropy", input, target, weight, ignore_index, reduction,
+                               label_smoothing, False, None)
+    if fast is not None:
+        return fast[0]
     if is_device_array(input):
         from nbxent import cuda
         return cuda.cross_entropy(input, target, weight, ignore_index, reduction,
@@ -252,11 +257,15 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
         >>> print(f"{float(loss):.6f}", grad is x, x)
         0.693147 True [[ 0.5 -0.5]]
     """
+    fname = "cross_entropy_with_grad"
+    fast = cross_entropy_small(fname, input, target, weight, ignore_index, reduction,
+                               label_smoothing, True, out)
+    if fast is not None:
+        return fast
     if is_device_array(input):
         from nbxent import cuda
         return cuda.cross_entropy_with_grad(input, target, weight, ignore_index, reduction,
                                             label_smoothing, out)
-    fname = "cross_entropy_with_grad"
     plan = plan_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
                               fname=fname)
     check_out(fname, plan, out)

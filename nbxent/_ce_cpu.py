@@ -35,32 +35,57 @@ Ignored samples: value +0.0; gradient +0.0, or NaN over the row when its log-sof
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
-from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like,
-                                    grad_positions, grad_row, row_max)
-from nbxent._ce_cpu_rows import index_row as _index_row
+from nbxent._ce_cpu_common import cast_like, neumaier_sum, weight_sum
+from nbxent._ce_cpu_rows import index_row as _index_row, n_blocks
 from nbxent._ce_cpu_spatial import KBLOCK, index_block as _index_block
-from nbxent._ce_scalar import index_loss, log_prob, smooth_mix, target_p_minus_1
+from nbxent._ce_validate import _scan
 from nbxent._common import CACHE
 
-#: Elements (N*C*K) from which the parallel drivers are used (measured cut-over, see report).
-PARALLEL_MIN = 1 << 12
+#: Elements (N*C*K) from which the parallel drivers are used: below, waking the thread pool
+#: (50 us median on two busy cores, ms tails) costs more than the work (~1.2 ns/element).
+PARALLEL_MIN = 1 << 15
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
 def _index_rows_par(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+    nb = n_blocks(x.shape[1])
     for n in prange(x.shape[0]):
-        _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+        mb = np.empty(nb, dtype=x.dtype)
+        sb = np.empty(nb)
+        _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb)
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _index_rows_ser(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+def index_rows_serial(x, t, w, has_w, ii, eps, g, gstride, mean, loss, grad, want_grad):
+    """Small ``(N, C)`` inputs in one call, on the calling thread: check, rows, reduction.
+
+    The target scan, the per-row kernel and the serial float64 combine of the general
+    path (the same compiled functions, so both give the same bits). With ``mean`` the
+    scalar ``g[0]`` is divided by ``W`` here (the general path passes ``g`` already scaled
+    and ``mean=False``). Returns ``(bad, total, W)``: ``bad >= 0`` is the flat index of the
+    first out-of-range target (nothing computed then); ``total`` is the reduced loss
+    (divided by ``W`` with ``mean``), ``W = sum_{valid} w[t]``.
+    """
+    bad, count, W = _scan(t, w, has_w, ii, x.shape[1])
+    if bad >= 0:
+        return bad, 0.0, W
+    sumw = weight_sum(w)
+    gg = g
+    if mean and gstride == 0:
+        gg = np.empty(1)
+        gg[0] = g[0] / W
+    nb = n_blocks(x.shape[1])
+    mb = np.empty(nb, dtype=x.dtype)
+    sb = np.empty(nb)
     for n in range(x.shape[0]):
-        _index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+        _index_row(x, n, t, w, ii, eps, sumw, gg, gstride, loss, grad, want_grad, mb, sb)
+    total = neumaier_sum(loss, False)
+    if mean:
+        total = total / W
+    return -1, total, W
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
@@ -109,15 +134,17 @@ def _nll_grad(t, w, ii, g, gstride, grad):
                 grad[n, tv, k] = cast_like(-(np.float64(w[tv]) * g[i * gstride]), w[tv])
 
 
-def run_index(x3, t, w, ii, eps, sumw, g, gstride, loss, grad3, want_grad):
+def run_index(x3, t, w, has_w, ii, eps, sumw, g, gstride, loss, grad3, want_grad):
     """Launch class-index cross_entropy on ``(N, C, K)`` arrays (C >= 1); see module docstring."""
     N, C, K = x3.shape
     par = N * C * K >= PARALLEL_MIN
     if K == 1:
         x2 = x3.reshape(N, C)
         g2 = grad3.reshape(N, C) if want_grad else grad3.reshape(0, 0)
-        fn = _index_rows_par if par and N > 1 else _index_rows_ser
-        fn(x2, t, w, ii, eps, sumw, g, gstride, loss, g2, want_grad)
+        if par and N > 1:
+            _index_rows_par(x2, t, w, ii, eps, sumw, g, gstride, loss, g2, want_grad)
+        else:
+            index_rows_serial(x2, t, w, has_w, ii, eps, g, gstride, False, loss, g2, want_grad)
     else:
         fn = _index_spatial_par if par else _index_spatial_ser
         fn(x3, t, w, ii, eps, sumw, g, gstride, loss, grad3, want_grad)

@@ -175,7 +175,7 @@ def maxnum(typingctx, a, b):
 MAX_LANES = 64
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def seg_max(x, n, lo, hi):
     """Max of ``x[n, lo:hi]`` (needs ``hi > lo``), NaN skipped; all ``-inf``/NaN gives ``-inf``.
 
@@ -206,13 +206,13 @@ def seg_max(x, n, lo, hi):
     return m
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def row_max(x, n, C):
     """Max of ``x[n, :C]`` (see :func:`seg_max`); needs ``C >= 1``."""
     return seg_max(x, n, 0, C)
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def block_sum_exp(x, n, lo, hi, m):
     """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64: blocks summed in x's dtype."""
     total = 0.0
@@ -230,30 +230,44 @@ def block_sum_exp(x, n, lo, hi, m):
     return total
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
-def store_exp(src, dst, n, lo, hi, m):
-    """``dst[n, c] = exp(src[n, c] - m)`` (exact shift) for lo <= c < hi; returns their sum.
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_exp(src, dst, n, lo, hi, m, store):
+    """``sum_{lo <= c < hi} exp(src[n, c] - m)`` (exact shift) as float64.
 
-    The sum runs in x's dtype over blocks of ``BLOCK`` and is folded into float64. ``src``
-    may be ``dst`` (in place: each element is read before it is written).
+    The sum runs in x's dtype over blocks of ``BLOCK`` and is folded into float64.
+    ``store``: 0 sum only; 1 also write each term to ``dst[n, c]``; 2 the same in place
+    (``src`` is ``dst``'s memory): the loop then reads and writes through ``dst`` alone,
+    because two array arguments that alias fail LLVM's runtime overlap check and run the
+    scalar fallback loop (5x slower, and its sum order would change the bits).
     """
     total = 0.0
     j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
-        a = src[n, j:j1]
-        b = dst[n, j:j1]
         acc = cast_like(0.0, m)
-        for c in range(a.shape[0]):
-            e = exp_diff(a[c], m)
-            b[c] = e
-            acc += e
+        if store == 2:
+            b = dst[n, j:j1]
+            for c in range(b.shape[0]):
+                e = exp_diff(b[c], m)
+                b[c] = e
+                acc += e
+        elif store == 1:
+            a = src[n, j:j1]
+            b = dst[n, j:j1]
+            for c in range(a.shape[0]):
+                e = exp_diff(a[c], m)
+                b[c] = e
+                acc += e
+        else:
+            a = src[n, j:j1]
+            for c in range(a.shape[0]):
+                acc += exp_diff(a[c], m)
         total += np.float64(acc)
         j = j1
     return total
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def sum_wx(x, n, lo, hi, w):
     """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term)."""
     a = x[n, lo:hi]
@@ -264,7 +278,7 @@ def sum_wx(x, n, lo, hi, w):
     return acc
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def scale_seg(dst, n, lo, hi, c_p, c_w, w, with_w):
     """``dst[n, c] = c_p * dst[n, c] [- c_w * w[c]]`` for lo <= c < hi."""
     b = dst[n, lo:hi]
@@ -277,26 +291,20 @@ def scale_seg(dst, n, lo, hi, c_p, c_w, w, with_w):
             b[c] = c_p * b[c]
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
-def grad_row(src, dst, n, C, m, c_p, c_w, w, with_w):
-    """``dst[n, j] = c_p * exp(src[n, j] - m) [- c_w * w[j]]`` for j < C (``src`` may be ``dst``)."""
-    if with_w:
-        for j in range(C):
-            dst[n, j] = c_p * exp_diff(src[n, j], m) - c_w * w[j]
-    else:
-        for j in range(C):
-            dst[n, j] = c_p * exp_diff(src[n, j], m)
-
-
-@njit(inline="always", cache=CACHE, error_model="numpy")
-def grad_positions(src, dst, n, c, k0, nb, m, c_p, c_w, wc, with_w):
-    """Spatial twin of :func:`grad_row` for class ``c`` over positions ``k0 .. k0+nb``."""
-    if with_w:
-        for kk in range(nb):
-            dst[n, c, k0 + kk] = c_p[kk] * exp_diff(src[n, c, k0 + kk], m[kk]) - c_w[kk] * wc
-    else:
-        for kk in range(nb):
-            dst[n, c, k0 + kk] = c_p[kk] * exp_diff(src[n, c, k0 + kk], m[kk])
+@njit(cache=CACHE, error_model="numpy")
+def weight_sum(w):
+    """``sum_c w[c]`` in float64, compensated, left to right (one definition for all paths)."""
+    s = 0.0
+    comp = 0.0
+    for i in range(w.shape[0]):
+        a = np.float64(w[i])
+        t = s + a
+        if abs(s) >= abs(a):
+            comp += (s - t) + a
+        else:
+            comp += (a - t) + s
+        s = t
+    return s + comp if math.isfinite(s) else s
 
 
 @njit(cache=CACHE, error_model="numpy")

@@ -2,7 +2,7 @@
 
 Signature, one per float dtype (see nbxent/_ce_cpu.py for the argument conventions):
 
-    index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+    index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb)
 
 The row is walked in column blocks of ``CB`` elements, so a block of logits and its
 gradient stay in L1/L2 however long the row is (a 128256-wide float32 row and its
@@ -36,8 +36,8 @@ import math
 import numpy as np
 from numba import njit
 
-from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff, scale_seg,
-                                    seg_max, store_exp, sum_wx)
+from nbxent._ce_cpu_common import (FASTMATH, cast_like, exp_diff, scale_seg, seg_max, sum_exp,
+                                    sum_wx)
 from nbxent._ce_scalar import index_loss, smooth_mix, target_p_minus_1
 from nbxent._common import CACHE
 
@@ -46,20 +46,29 @@ from nbxent._common import CACHE
 CB = 8192
 
 
+@njit(cache=CACHE)
+def n_blocks(C):
+    """Column blocks of a row of ``C`` logits (the scratch size of :func:`index_row`)."""
+    return (C + CB - 1) // CB
+
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
-    """Loss (and gradient row) of sample ``n``; see the module docstring."""
+def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb):
+    """Loss (and gradient row) of sample ``n``; see the module docstring.
+
+    ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of at least
+    ``ceil(C / CB)`` elements (block maxima, block sums then factors), passed in so a
+    serial caller allocates them once and not per row.
+    """
     C = x.shape[1]
     tn = t[n]
     ignored = tn == ii
-    store = want_grad != 0 and not ignored
+    store = 0 if ignored else want_grad     # sum_exp's mode: 0 sum, 1 store, 2 in place
     # In place (want_grad == 2) every read goes through ``grad`` itself: one base pointer,
     # so LLVM vectorizes the fused pass without the runtime overlap check that would send
     # x-aliasing-grad to the scalar fallback loop (5x slower).
     src = grad if want_grad == 2 else x
-    nb = (C + CB - 1) // CB
-    mb = np.empty(nb, dtype=x.dtype)
-    sb = np.empty(nb)
+    nb = n_blocks(C)
     xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
     wx = 0.0
     for b in range(nb):
@@ -70,16 +79,17 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
         sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
         if eps > 0.0 and not ignored:
             wx += sum_wx(src, n, lo, hi, w)
-        has_t = not ignored and lo <= tn < hi
-        if store:
-            if has_t:
-                acc = store_exp(src, grad, n, lo, tn, sh) + store_exp(src, grad, n, tn + 1, hi, sh)
-            else:
-                acc = store_exp(src, grad, n, lo, hi, sh)
-        elif has_t:
-            acc = block_sum_exp(src, n, lo, tn, sh) + block_sum_exp(src, n, tn + 1, hi, sh)
-        else:
-            acc = block_sum_exp(src, n, lo, hi, sh)
+        # The block as one or two segments around the target (whose term stays out of the
+        # sum); one call site, so the vectorized exp loop is inlined once.
+        cut0 = hi
+        cut1 = hi
+        if not ignored and lo <= tn < hi:
+            cut0 = tn
+            cut1 = tn + 1
+        acc = 0.0
+        for part in range(2):
+            acc += sum_exp(src, grad, n, lo if part == 0 else cut1, cut0 if part == 0 else hi,
+                           sh, store)
         sb[b] = acc
     M = mb[0]
     for b in range(1, nb):

@@ -7,16 +7,17 @@ Signature, one per float dtype (see nbxent/_ce_cpu.py for the argument conventio
 A work item is one batch index ``n`` and a block of positions ``k0 <= k < k1``. The class
 stride is ``K``, so one class of the block, ``x[n, c, k0:k1]``, is contiguous: every pass
 runs the class loop outside and a vector loop over the block's positions inside, with the
-running max, sums and scales held in small per-block arrays (no stride-``K`` gathers):
+running max, sums and scales held in small per-block arrays (no stride-``K`` gathers). The
+block is first copied into a contiguous ``(C, nb)`` tile (see the kernel for why):
 
 1. ``m_k = max_c x[n, c, k]``;
-2. the fused pass: ``e = exp(x - m_k)`` (exact shift) written into the gradient block while
-   ``s_other_k`` sums it in float64, the target's own term left out (the forward alone
-   only sums);
+2. ``e = exp(x - m_k)`` (exact shift) over the tile in place, summed in float64 into
+   ``s_other_k`` with the target's own term left out;
 3. ``e_t = exp(x_t - m_k)`` (float64, vectorized), then per position ``loss_t =
    index_loss(...)`` (one libm log) and the gradient scale;
-4. the gradient block is scaled in place, class by class; the target element is written
-   from ``p_t - 1 = -s_other / s`` (no cancellation when ``p_t ~ 1``, as ``expm1(-loss_t)``).
+4. the tile is scaled class by class into the gradient, the target element written from
+   ``p_t - 1 = -s_other / s`` (no cancellation when ``p_t ~ 1``, as ``expm1(-loss_t)``),
+   and copied out.
 
 The target's term is masked out of the sum by a multiply, not a select: a select into an
 array slot compiles to a masked store (microcoded here). ``e * 0`` is NaN only when ``e``
@@ -45,40 +46,46 @@ def index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_
     C = x.shape[1]
     K = x.shape[2]
     nb = k1 - k0
-    # In place (want_grad == 2) every read goes through ``grad`` (one base pointer; see
-    # nbxent/_ce_cpu_rows.py).
-    src = grad if want_grad == 2 else x
-    tk = t[n * K + k0:n * K + k1]
-    m = src[n, 0, k0:k1].copy()
-    for c in range(1, C):
-        xr = src[n, c, k0:k1]
+    # The block's C class segments lie K elements apart: with K a multiple of 1024 they all
+    # map to the same cache sets and evict each other between passes. One streaming copy
+    # into a contiguous (C, nb) tile makes every later pass an L1/L2 hit; the gradient is
+    # built in the tile and copied out once. (In place, want_grad == 2, is then free: the
+    # block is read in full before anything is written.)
+    tile = np.empty((C, nb), dtype=x.dtype)
+    for c in range(C):
+        tr = tile[c]
+        xr = x[n, c, k0:k1]
         for kk in range(nb):
-            m[kk] = maxnum(m[kk], xr[kk])
-    # Target logits (read before the fused pass overwrites them in place) and the class
-    # left out of each position's sum (-1 where ignored: ignore_index may be a class).
+            tr[kk] = xr[kk]
+    tk = t[n * K + k0:n * K + k1]
+    m = tile[0].copy()
+    for c in range(1, C):
+        tr = tile[c]
+        for kk in range(nb):
+            m[kk] = maxnum(m[kk], tr[kk])
+    # Target logits and the class left out of each position's sum (-1 where ignored:
+    # ignore_index may be a class).
     xt = np.empty(nb)
     tc = np.empty(nb, dtype=np.int64)
     for kk in range(nb):
         tv = tk[kk]
         valid = tv != ii
-        xt[kk] = np.float64(src[n, tv, k0 + kk] if valid else m[kk])
+        xt[kk] = np.float64(tile[tv, kk] if valid else m[kk])
         tc[kk] = tv if valid else -1
     s_other = np.zeros(nb)
     wx = np.zeros(nb)
-    ebuf = np.empty(nb, dtype=x.dtype)
     for c in range(C):
-        xr = src[n, c, k0:k1]
+        tr = tile[c]
         if eps > 0.0:
             wc = np.float64(w[c])
             for kk in range(nb):
-                wx[kk] += wc * np.float64(xr[kk])
+                wx[kk] += wc * np.float64(tr[kk])
         # Two short loops over few arrays each, not one over five: LLVM gives up on
         # vectorizing a loop that needs too many runtime overlap checks.
-        er = grad[n, c, k0:k1] if want_grad != 0 else ebuf
         for kk in range(nb):
-            er[kk] = exp_diff(xr[kk], m[kk])
+            tr[kk] = exp_diff(tr[kk], m[kk])
         for kk in range(nb):
-            s_other[kk] += np.float64(er[kk]) * (tc[kk] != c)
+            s_other[kk] += np.float64(tr[kk]) * (tc[kk] != c)
     # e_t = exp(x_t - m) in float64 (exact shift), vectorized over the positions
     e_t = np.empty(nb)
     for kk in range(nb):
@@ -116,19 +123,24 @@ def index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_
     if want_grad == 0:
         return
     for c in range(C):
-        gr = grad[n, c, k0:k1]
+        tr = tile[c]
         if eps > 0.0:
             wc = w[c]
             for kk in range(nb):
-                gr[kk] = c_p[kk] * gr[kk] - c_w[kk] * wc
+                tr[kk] = c_p[kk] * tr[kk] - c_w[kk] * wc
         else:
             for kk in range(nb):
-                gr[kk] = c_p[kk] * gr[kk]
+                tr[kk] = c_p[kk] * tr[kk]
     for kk in range(nb):
         tv = tk[kk]
         if tv == ii:
             fill = c_p[kk]          # 0, or NaN when the position's log-softmax is NaN
             for c in range(C):
-                grad[n, c, k0 + kk] = fill
+                tile[c, kk] = fill
         else:
-            grad[n, tv, k0 + kk] = cast_like(pm1[kk], m[kk])
+            tile[tv, kk] = cast_like(pm1[kk], m[kk])
+    for c in range(C):
+        tr = tile[c]
+        gr = grad[n, c, k0:k1]
+        for kk in range(nb):
+            gr[kk] = tr[kk]

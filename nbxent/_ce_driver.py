@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from nbxent._ce_cpu import run_index, run_nll
-from nbxent._ce_cpu_common import neumaier_sum
+from nbxent._ce_cpu_common import neumaier_sum, weight_sum
 from nbxent._ce_cpu_prob import run_prob
 from nbxent._ce_validate import (CEPlan, host_input, host_target_index, host_target_prob,
                                  host_weight, scan_targets)
@@ -112,8 +112,8 @@ def run(plan: CEPlan, input, target, weight, g=None, want_grad=False, want_gradq
         run_prob(x3, q3, w, plan.eps, g_arr, gstride, loss, grad3 if want_grad else dummy,
                  mode, gradq3 if want_gradq else dummy, want_gradq)
     else:
-        sumw = float(np.sum(w, dtype=np.float64))
-        run_index(x3, t, w, plan.ignore_index, plan.eps, sumw, g_arr, gstride, loss,
+        run_index(x3, t, w, plan.has_weight, plan.ignore_index, plan.eps, weight_sum(w), g_arr,
+                  gstride, loss,
                   grad3 if want_grad else dummy, mode)
 
     result = _finish(plan, loss, W)

@@ -1,5 +1,6 @@
 """Declared extensions: a torch error case that a declared extension legalises is judged as a value
 case against the canonical form's reference; without the declaration it must still raise."""
+import dataclasses
 import os
 import textwrap
 
@@ -29,7 +30,7 @@ _LENIENT = """
         if target.shape != input.shape and np.issubdtype(target.dtype, np.integer) and target.dtype != bool:
             target = target.astype(np.int64)
         if weight is not None and np.issubdtype(np.asarray(weight).dtype, np.floating):
-            weight = np.asarray(weight).astype({weight_dtype})
+            weight = None if ({drop} and weight.dtype != input.dtype) else np.asarray(weight).astype(input.dtype)
         return input, target, weight
 
     def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -43,9 +44,9 @@ _LENIENT = """
 """
 
 
-def _lenient(tmp_path, tag, decl="", weight_dtype="input.dtype"):
+def _lenient(tmp_path, tag, decl="", drop=False):
     p = tmp_path / f"lenient_{tag}.py"
-    p.write_text(textwrap.dedent(_LENIENT).format(tag=tag, ref=REFERENCE, decl=decl, weight_dtype=weight_dtype))
+    p.write_text(textwrap.dedent(_LENIENT).format(tag=tag, ref=REFERENCE, decl=decl, drop=drop))
     return str(p)
 
 
@@ -77,9 +78,13 @@ def test_canonical_form():
 
 def test_undeclared_candidate_still_fails_for_accepting_int32_targets(tmp_path):
     res = _run(_lenient(tmp_path, "undeclared"), tmp_path)
-    failed = {r.case_id.split("/")[-1] for r in res.results if r.status in FAILING}
-    assert "nll_err_int32_target[float32]" in failed and "nll_err_weight_dtype[float64]" in failed
-    assert all("missing error" in r.message for r in res.results if r.status in FAILING)
+    failed = {r.case_id.split("/")[-1]: r.message for r in res.results if r.status in FAILING}
+    names = ("nll_err_int32_target", "nll_err_weight_dtype", "nll_err_int16_target_weight_f16")
+    assert set(failed) == {f"{n}[{dt}]" for n in names + ("nll_err_int8_target_ge_C",)
+                           for dt in ("float32", "float64")}
+    assert all(failed[f"{n}[float32]"].startswith("missing error") for n in names)
+    # torch complains about the int8 dtype before the out-of-range class
+    assert failed["nll_err_int8_target_ge_C[float64]"].startswith("wrong exception: raised IndexError")
     assert not any("extensions" in r.case for r in res.results)
 
 
@@ -106,17 +111,17 @@ def test_declared_extensions_turn_those_error_cases_into_value_cases(tmp_path):
 
 
 def test_a_declared_extension_is_still_checked_for_the_right_value(tmp_path):
-    # casts the weight to float16 instead of the input's dtype: a wrong value, not an accepted error
-    decl = 'CONFORMANCE = {"dtypes": ["float32", "float64"], "extensions": ["any_float_weight"]}'
-    spec = _lenient(tmp_path, "lossy", decl, weight_dtype="np.float16")
-    res = _run(spec, tmp_path)
+    # silently drops a weight of another dtype: a wrong weighted mean, not an accepted error
+    decl = 'CONFORMANCE = {"dtypes": ["float32", "float64"], "extensions": ["any_int_target", "any_float_weight"]}'
+    res = _run(_lenient(tmp_path, "dropper", decl, drop=True), tmp_path)
     bad = [r for r in res.results if r.status in FAILING]
-    assert bad and all(r.check in ("value", "grad_input", "shape_dtype") for r in bad)
-    assert any("nll_err_weight_dtype[float64]" in r.case_id and r.check == "value" for r in bad)
-    # the reproducer computes its reference for the canonical form, so it prints a value, not torch's error
-    (r,) = [r for r in bad if "nll_err_weight_dtype[float64]" in r.case_id and r.check == "value"]
-    text = open(os.path.join(r.reproducer, "repro.py")).read()
-    assert "canonical('nll_loss', case.arrays, ('any_float_weight',))" in text
+    assert {r.case_id.split("/")[-1] for r in bad} == {"nll_err_int16_target_weight_f16[float32]",
+                                                      "nll_err_int16_target_weight_f16[float64]"}
+    assert {r.check for r in bad} == {"value", "grad_input"} and {r.status for r in bad} == {"fail"}
+    # the reproducer passes the arrays the candidate got and computes the reference for the canonical form
+    text = open(os.path.join(bad[0].reproducer, "repro.py")).read()
+    assert "canonical('nll_loss', case.arrays, ('any_int_target', 'any_float_weight'))" in text
+    assert 'target = data["target"]'.ljust(40) + "# int16 (2,)" in text
 
 
 @pytest.mark.parametrize("spec", ["nbxent", "nbxent.cuda"])
@@ -133,3 +138,13 @@ def test_builtin_nbxent_candidates_declare_float16_and_both_extensions(spec):
     import nbxent.cuda
     module = nbxent.cuda if spec == "nbxent.cuda" else nbxent
     assert obj.cross_entropy is module.cross_entropy and obj.nll_loss_backward is module.nll_loss_backward
+
+
+def test_extension_cases_reach_a_candidate_without_error_checks():
+    from conformance import catalogue, strategies
+
+    base = strategies.full_features("nll_loss")
+    no_errors = dataclasses.replace(base, names=base.names - {"errors"})
+    with_ext = dataclasses.replace(no_errors, extensions=frozenset({"any_int_target"}))
+    int32 = next(c for c in catalogue.entries("nll_loss", ("float32",)) if c.origin.startswith("nll_err_int32"))
+    assert not strategies.fits(int32, no_errors) and strategies.fits(int32, with_ext)

@@ -93,3 +93,25 @@ def test_compare_reports_nan_pattern_and_worst_element():
 
 def test_n_eff_models_thirty_two_partial_sums():
     assert n_eff(0) == 0 and n_eff(1) == 6 and n_eff(100_000) == 3125 + 5
+
+
+def test_float16_floor_is_subnormal_rounding_not_flush_to_zero():
+    """float16 is computed in float32 and rounded: nothing flushes at half's tiny (6.1e-5), so a
+    loss of 1e-5 returned as 0 must fail; one rounding into the subnormal range must pass."""
+    from conformance.compare import compare
+    from conformance.model import Case
+    from conformance.tolerances import tolerance
+
+    case = Case("binary_cross_entropy_with_logits", {"input": np.array([12.0], np.float16),
+                                                     "target": np.array([1.0], np.float16)}, {"reduction": "none"})
+    want = np.log1p(np.exp(-12.0))                            # 6.1e-6: a float16 subnormal
+    tol, _ = tolerance(case, "value", "float16", ref_exact=True)
+    assert not compare(np.zeros(1), np.array([want]), tol, "float16").value_ok
+    assert compare(np.array([want], np.float16), np.array([want]), tol, "float16").value_ok
+
+
+def test_reference_beyond_the_dtype_range_rounds_to_inf():
+    from conformance.judge import _rounded_overflow
+
+    got = _rounded_overflow(np.array([103833.0, 65519.0, -7e4, np.nan]), "float16")
+    assert got[0] == np.inf and got[1] == 65519.0 and got[2] == -np.inf and np.isnan(got[3])

@@ -159,3 +159,39 @@ def test_mpmath_repro_shows_torch_semantics_exact_and_judged_reference(tmp_path,
         assert f"exact (mpmath):          {exact!r}" in stdout
         judged = np.where(np.isfinite(torch_sem) & np.isfinite(exact), exact, torch_sem)
         assert f"want (float64, mpmath, shape (3,)): {judged!r}" in stdout
+
+
+def test_cuda_simulator_repro_makes_the_workers_call(tmp_path, monkeypatch):
+    """nbxent.cuda found on the simulator: the simulator is chosen before NumPy/Numba are imported,
+    the block size is the worker's, the arrays go in as NumPy (as the harness passes them), and the
+    script runs with no NUMBA_ENABLE_CUDASIM in the environment."""
+    from conformance import candidates
+    from conformance.worker import SIMULATOR_THREADS_PER_BLOCK
+
+    monkeypatch.setattr(candidates, "is_simulated", lambda spec: spec == "nbxent.cuda")
+    x = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], np.float32)
+    case = Case("nll_loss", {"input": x, "target": np.array([2, 0], np.int32)}, {"reduction": "sum"})
+    d = write_reproducer(case, "nbxent.cuda", "value", "nll_loss/catalogue/x", str(tmp_path),
+                         extensions=("any_int_target",))
+    text = open(os.path.join(d, "repro.py")).read()
+    assert text.index('os.environ["NUMBA_ENABLE_CUDASIM"] = "1"') < text.index("import numpy")
+    assert f"candidate.set_threads_per_block({SIMULATOR_THREADS_PER_BLOCK})" in text
+    assert "import nbxent.cuda as candidate" in text and "to_device" not in text
+    assert "got = candidate.nll_loss(input, target, **kwargs)" in text
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, os.path.join(d, "repro.py")], capture_output=True, text=True,
+                         cwd=d, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    # -(x[0, 2] + x[1, 0]) = -3.5 exactly in float32; the int32 target is read through the extension
+    assert "got  (float32, shape ()): array(-3.5" in out.stdout and "max abs error: 0.0" in out.stdout
+    assert "torch raises" not in out.stdout
+
+
+def test_repro_on_a_real_gpu_does_not_choose_the_simulator(tmp_path, monkeypatch):
+    from conformance import candidates
+
+    monkeypatch.setattr(candidates, "is_simulated", lambda spec: False)
+    case = Case("nll_loss", {"input": np.zeros((2, 3)), "target": np.array([0, 1])}, {})
+    text = open(os.path.join(write_reproducer(case, "nbxent.cuda", "value", "n/1", str(tmp_path)), "repro.py")).read()
+    assert "NUMBA_ENABLE_CUDASIM" not in text and "set_threads_per_block" not in text
