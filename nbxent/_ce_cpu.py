@@ -16,10 +16,13 @@ Every kernel has ONE signature per float dtype (float32, float64):
   1 into ``grad``, 2 in place: ``grad`` is ``x``'s memory). In place, every row is read in
   full before any of it is overwritten.
 
-Rows (K = 1) run ``prange`` over rows; spatial inputs over ``(n, block of K positions)``.
-Each work item writes its own slots and nothing is reduced inside ``prange``, so results
-are bit-identical for any thread count. Inputs below ``PARALLEL_MIN`` elements use the
-serial drivers (same per-row code), because waking the thread pool costs more than the work.
+Rows (K = 1) run ``prange`` over rows (nbxent/_ce_cpu_rows.py); spatial inputs over
+``(n, block of K positions)`` (nbxent/_ce_cpu_spatial.py). Each work item writes its own
+slots and nothing is reduced inside ``prange``, so results are bit-identical for any thread
+count. Inputs below ``PARALLEL_MIN`` elements use the serial drivers (same per-row code),
+because waking the thread pool costs more than the work; for rows that driver,
+:func:`index_rows_serial`, also checks the targets and reduces, so a small call is one
+Numba call (nbxent/_ce_fast.py) and the first call of a process compiles only it.
 
 Per sample (see nbxent/_ce_scalar.py for the stable forms):
 
@@ -28,7 +31,8 @@ Per sample (see nbxent/_ce_scalar.py for the stable forms):
     value  = (1 - eps) * nll + (eps / C) * (-sum_c w_c * (x_c - lse))   if eps > 0
     d/dx_j = g_s * (A * p_j - (eps/C) * w_j),  A = (1 - eps) * w_t + (eps/C) * sum_c w_c
     d/dx_t = g_s * ((1 - eps) * w_t * (p_t - 1) + (eps/C) * (sumw * p_t - w_t)),
-             with p_t - 1 = expm1(-loss_t) (no cancellation when p_t ~ 1)
+             with p_t - 1 = expm1(-loss_t) (rows) or -s_other / s (spatial): no
+             cancellation when p_t ~ 1
 
 Ignored samples: value +0.0; gradient +0.0, or NaN over the row when its log-softmax is NaN
 (torch evaluates ``0 - exp(lp) * 0``).

@@ -1,14 +1,20 @@
 """Numba helpers shared by the cross_entropy / nll_loss CPU kernels.
 
-* ``exp_like(x)``: the one exp every kernel calls, for float32 or float64 ``x``. It is the
-  vectorizable SLEEF-style ``exp`` of :mod:`nbxent._fastmath` (0.52 ulp), so loops over a
-  row widen to 8 float32 / 4 float64 lanes; switching it back to ``math.exp`` is the
-  two-line change in ``_ov_exp_like``.
+* ``exp_diff(x, m)``: ``exp(x - m)`` as if the difference were exact, for float32 or float64,
+  vectorizable (the SLEEF-style exp of :mod:`nbxent._fastmath` with the subtraction's
+  rounding error folded into the reduced argument; <= 1 ulp). The one exp of every kernel.
+* ``maxnum(a, b)``: ``llvm.maxnum`` (NaN-ignoring max) for elementwise running maxima.
 * ``cast_like(v, z)``: ``v`` converted to the type of ``z``; keeps per-element arithmetic
   in the input's dtype (a bare float64 scalar would promote a float32 loop).
-* ``row_max`` / ``block_sum_exp``: the two row scans of a max-shifted log-sum-exp.
-* ``neumaier_sum``: the serial, fixed-order, compensated float64 combine used by every
-  reduction (bit-identical for any thread count; more accurate than torch's cascade).
+* Row scans of a max-shifted log-sum-exp: ``seg_max``/``row_max``, ``sum_exp`` (sum, or sum
+  and store each term, or in place), ``block_sum_exp``, ``sum_wx`` (label smoothing),
+  ``scale_seg`` (the gradient's final scaling).
+* ``weight_sum`` / ``neumaier_sum``: serial, fixed-order, compensated float64 sums used by
+  every reduction (bit-identical for any thread count; more accurate than torch's cascade).
+
+Helpers are separate ``@njit`` functions (LLVM inlines them into the callers' loops);
+numba-level ``inline="always"`` re-typed them at every call site and made the first
+compile slower with no speed gain.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from nbxent._fastmath import (_F32_C0, _F32_C1, _F32_C2, _F32_C3, _F32_C4, _F32_
                               _F32_UNDER, _F64_C0, _F64_C1, _F64_C2, _F64_C3, _F64_C4,
                               _F64_C5, _F64_C6, _F64_C7, _F64_C8, _F64_C9, _F64_C10,
                               _F64_NEG_L2L, _F64_NEG_L2U, _F64_OVER, _F64_R_LN2, _F64_UNDER,
-                              _fma, _rint, _scale_pow2, exp_f32, exp_f64)
+                              _fma, _rint, _scale_pow2)
 
 _F32_ZERO = np.float32(0.0)
 
@@ -37,25 +43,6 @@ FASTMATH = {"contract", "arcp", "reassoc"}
 #: enough to keep full vector width, short enough that its rounding error (a few ulp of
 #: float32 over ~BLOCK/lanes additions) stays below the float32 result's last bit.
 BLOCK = 512
-
-
-def exp_like(x):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.exp(x)
-
-
-@overload(exp_like)
-def _ov_exp_like(x):
-    # Left to LLVM to inline (it does: the callee is small); Numba-level inlining of
-    # these overloads trips an internal IR check.
-    if x == types.float32:
-        def impl(x):
-            return exp_f32(x)
-        return impl
-    if x == types.float64:
-        def impl(x):
-            return exp_f64(x)
-        return impl
-    return None
 
 
 def cast_like(v, z):  # pragma: no cover - replaced by the overload inside compiled code
