@@ -83,7 +83,7 @@ def cross_entropy_small(fname, x, target, weight, ignore_index, reduction, label
     if (xdt is not _F32 and xdt is not _F64) or not x.flags.c_contiguous:
         return None
     plan = _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing)
-    if plan.prob or plan.S == 0 or plan.C == 0:
+    if plan.prob or plan.S == 0 or plan.C == 0 or plan.deferred_error:
         return None
     N, C = plan.N, plan.C
     cdt = xdt

@@ -90,6 +90,9 @@ class CEPlan:
     target_dtype: np.dtype
     result_dtype: np.dtype
     compute_dtype: np.dtype
+    #: An error torch raises only after its target range check (so an out-of-range target
+    #: wins): the backends raise it as RuntimeError once the targets are known to be in range.
+    deferred_error: str = ""
 
     @property
     def S(self) -> int:
@@ -280,13 +283,15 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
     N, C, K, spatial, unbatched, out_shape = _index_shapes(fname, input, target)
     _check_weight_meta(fname, weight, C, spatial, prob=False)
     _check_index_target_dtype(fname, target, spatial)
+    deferred = ""
     if eps > 0.0 and unbatched and target.ndim == 1:
-        raise RuntimeError(f"{fname}: output with shape [] doesn't match the broadcast shape [1] "
-                           f"(argument 'target' has shape (1,) for a 1-D input with "
-                           f"label_smoothing={eps}; use a 0-d target)")
+        # torch checks the target's range first, then fails to broadcast the smoothing term.
+        deferred = (f"{fname}: output with shape [] doesn't match the broadcast shape [1] "
+                    f"(argument 'target' has shape (1,) for a 1-D input with "
+                    f"label_smoothing={eps}; use a 0-d target)")
     return CEPlan(fname, False, False, unbatched, N, C, K, tuple(spatial), out_shape,
                   _result_shape(red, out_shape), red, eps, ii, weight is not None, x_dt, t_dt,
-                  x_dt, compute_dtype(x_dt))
+                  x_dt, compute_dtype(x_dt), deferred)
 
 
 def plan_nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -382,6 +387,8 @@ def scan_targets(plan: CEPlan, t_flat, w_compute, target_shape) -> tuple:
         where = tuple(int(i) for i in np.unravel_index(bad, target_shape)) if target_shape else ()
         raise IndexError(f"{plan.fname}: Target {int(t_flat[bad])} is out of bounds. (argument "
                          f"'target' at index {where}, C={plan.C})")
+    if plan.deferred_error:
+        raise RuntimeError(plan.deferred_error)
     return int(count), float(total)
 
 

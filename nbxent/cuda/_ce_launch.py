@@ -70,6 +70,8 @@ def _device_scan(cuda, plan, t_dev, w_dev, target_shape):
 
     S = plan.S
     if S == 0:
+        if plan.deferred_error:
+            raise RuntimeError(plan.deferred_error)
         return 0.0
     grid = _runtime.grid_for(S)
     pw = cuda.device_array(grid, dtype=np.float64)
@@ -82,6 +84,8 @@ def _device_scan(cuda, plan, t_dev, w_dev, target_shape):
         where = tuple(int(i) for i in np.unravel_index(bad, target_shape)) if target_shape else ()
         raise IndexError(f"{plan.fname}: Target {value} is out of bounds. (argument "
                          f"'target' at index {where}, C={plan.C})")
+    if plan.deferred_error:
+        raise RuntimeError(plan.deferred_error)
     total = 0.0
     for v in pw.copy_to_host():  # fixed order
         total += float(v)
