@@ -19,7 +19,7 @@ from numba import cuda
 
 from nbxent.cuda._device_math import (bce_grad_input, bce_grad_target, bce_loss, bcewl_grad_input,
                                       bcewl_grad_target, bcewl_loss)
-from nbxent.cuda._reduce_kernels import MAX_TPB, block_sum
+from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
 
 NONE, MEAN, SUM = 0, 1, 2  # nbxent._common reduction codes
 
@@ -122,13 +122,6 @@ def bce_check_kernel(x, y, pbad):
         if not (xi >= 0.0 and xi <= 1.0 and yi >= 0.0 and yi <= 1.0):
             bad = i
             break  # later indices of this thread are larger
-    shi[tid] = bad
-    cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if tid < stride:
-            shi[tid] = min(shi[tid], shi[tid + stride])
-        cuda.syncthreads()
-        stride //= 2
+    least = block_min(shi, bad)
     if tid == 0:
-        pbad[cuda.blockIdx.x] = shi[0]
+        pbad[cuda.blockIdx.x] = least

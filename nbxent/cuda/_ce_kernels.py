@@ -34,7 +34,7 @@ from numba import cuda
 
 from nbxent.cuda._device_math import (index_loss, lse_finish, lse_merge, lse_push, smooth_mix,
                                       target_p_minus_1)
-from nbxent.cuda._reduce_kernels import MAX_TPB, block_sum
+from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
 
 NONE, MEAN, SUM = 0, 1, 2  # nbxent._common reduction codes
 
@@ -221,17 +221,10 @@ def ce_prepass_kernel(tgt, w, ignore_index, C, pw, pbad):
             else:
                 acc += w[tt]
     total = block_sum(sh, acc)
-    shi[tid] = bad
-    cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if tid < stride:
-            shi[tid] = min(shi[tid], shi[tid + stride])
-        cuda.syncthreads()
-        stride //= 2
+    least = block_min(shi, bad)
     if tid == 0:
         pw[cuda.blockIdx.x] = total
-        pbad[cuda.blockIdx.x] = shi[0]
+        pbad[cuda.blockIdx.x] = least
 
 
 @cuda.jit

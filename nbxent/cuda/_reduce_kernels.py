@@ -35,6 +35,23 @@ def block_sum(sh, v):
     return total
 
 
+@cuda.jit(device=True)
+def block_min(sh, v):
+    """Minimum of ``v`` over the block through ``sh`` (integer first-bad indices)."""
+    tid = cuda.threadIdx.x
+    sh[tid] = v
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if tid < stride:
+            sh[tid] = min(sh[tid], sh[tid + stride])
+        cuda.syncthreads()
+        stride //= 2
+    least = sh[0]
+    cuda.syncthreads()  # sh is reused by the caller's next reduction
+    return least
+
+
 @cuda.jit
 def combine_kernel(partial, sign, denom, out):
     """``out[0] = sign * (sum of partial) / denom`` with one block, fixed order.
