@@ -19,9 +19,15 @@ $(STAMP): $(PY) pyproject.toml constraints-dev.txt
 
 install: $(STAMP)
 
+# Both halves always run (the simulator must be enabled before numba is
+# imported, so they are two pytest sessions); each prints its own summary and
+# the target fails if either failed.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/cuda
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q -p no:cacheprovider tests/cuda
+	@cpu=0; cuda=0; \
+	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/cuda || cpu=$$?; \
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q -p no:cacheprovider tests/cuda || cuda=$$?; \
+	echo "make test: CPU suite exit $$cpu, CUDA-simulator suite exit $$cuda"; \
+	test $$cpu -eq 0 -a $$cuda -eq 0
 
 test-cpu: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/cuda
