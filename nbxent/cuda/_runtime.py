@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+from nbxent._core.device import is_device_array as is_device  # noqa: F401  (used by the launchers)
 
 _CUDA = None          # the numba.cuda module once it has been imported and checked
 _TPB = 256            # threads per block for every launch (see set_threads_per_block)
@@ -102,13 +102,6 @@ def grid_for(work_items: int, items_per_block: int = 0) -> int:
     need = max(1, -(-int(work_items) // per))
     cap = _multiprocessors() * (_SIM_BLOCKS if simulator_enabled() else 8)
     return max(1, min(need, cap))
-
-
-def is_device(obj) -> bool:
-    """True for numba device arrays (also the simulator's) and any CUDA array interface."""
-    if isinstance(obj, np.ndarray):
-        return False
-    return hasattr(obj, "__cuda_array_interface__") or bool(getattr(obj, "__cuda_ndarray__", False))
 
 
 def as_device(cuda, obj):

@@ -3,13 +3,15 @@
 One kernel per loss and io dtype computes any subset of {loss, d/dx, d/dy} selected by
 flags, so the forward, the fused forward+gradient and both backward passes share one
 compiled function. The float64 kernels are here; the float32 ones, whose loops are
-vectorized, are in :mod:`nbxent._bce_cpu_f32` (same arguments and blocks).
+vectorized, are in :mod:`nbxent.bce.cpu_f32` (same arguments and blocks). Scalar options
+travel as one :class:`BceOptions` record: one compiled signature per io dtype.
 
 The flattened input is cut into fixed blocks of ``BLOCK`` elements run under ``prange``.
-Inputs of at most ``SERIAL_MAX`` elements run with the thread mask set to one thread:
-waking the pool costs more than the work there (measured on 1000 elements: 30 us on one
-thread vs a 46 us median and an 8 ms 90th percentile on two busy cores), and a separate
-serial kernel would double the cold compile time for a ~5 us gain. Each block writes its
+Inputs of at most ``SERIAL_MAX`` elements run the serial twin of the kernel (same block
+function): waking the pool costs more than the work there (measured on 1000 elements:
+30 us on one thread vs a 46 us median and an 8 ms 90th percentile on two busy cores), and
+a serial kernel never enters the thread pool, so small calls work in a forked child
+(nbxent/_cpu/threads.py). Each block writes its
 elementwise outputs and one float64 partial sum of its losses (compensated, Neumaier, in
 the float64 kernels); the launcher adds the partials with ``math.fsum`` in block order.
 The reduced value therefore does not depend on the thread count, and is rounded to the
@@ -19,10 +21,10 @@ The float64 kernels do all arithmetic in float64 with libm's exp/log/log1p (floa
 inputs, and mixed dtypes, are widened exactly to float64 and take them too), so a result
 is the exact value of torch's formula rounded once. The float32 kernels evaluate the
 transcendentals in float32 (<= 1 ulp each) and the rest in float64; their error bounds
-are in :mod:`nbxent._bce_cpu_f32`.
+are in :mod:`nbxent.bce.cpu_f32`.
 
 Weights never become full-size copies when their broadcast pattern fits the plan's
-3-level grid (see ``_bce_validate``): a block walks its elements row segment by row
+3-level grid (see ``nbxent.bce.validate``): a block walks its elements row segment by row
 segment, and within a segment the weight index advances by a constant stride (0 or 1
 element for the usual patterns).
 
@@ -33,12 +35,13 @@ leaves a half-written input behind), pick the kernel and combine the partials.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
 from numba import prange
 
-from nbxent._bce_scalar import (
+from nbxent.bce.formulas import (
     bce_grad_input,
     bce_grad_target,
     bce_loss,
@@ -47,9 +50,25 @@ from nbxent._bce_scalar import (
     bcewl_loss,
     bcewl_loss_and_grad,
 )
-from nbxent._bce_cpu_f32 import bce_kernel_f32, bcewl_kernel_f32
-from nbxent._bce_validate import NONE, MEAN, BcePlan, check_probabilities
-from nbxent._common import CACHE
+from nbxent._core.arrays import unaliased
+from nbxent._core.jit import CACHE
+from nbxent._core.reduction import MEAN, NONE, neumaier_add
+from nbxent.bce.cpu_f32 import (bce_kernel_f32, bce_kernel_f32_serial, bcewl_kernel_f32,
+                                bcewl_kernel_f32_serial)
+from nbxent.bce.validate import BcePlan, check_probabilities
+
+
+class BceOptions(NamedTuple):
+    """The scalar options of every BCE kernel, as one record of fixed field types."""
+
+    gstep: int            #: 0: one upstream gradient for all elements; 1: one per element
+    reduction: int        #: NONE / MEAN / SUM
+    want_loss: bool
+    want_gx: bool         #: d loss / d input
+    want_gy: bool         #: d loss / d target
+    div: float            #: numel for 'mean', else 1.0
+    has_weight: bool
+    has_pos_weight: bool
 
 #: Elements per block: one partial sum each; fixed, so results are thread-count invariant.
 BLOCK = 4096
@@ -60,24 +79,14 @@ _jit = numba.njit(cache=CACHE)
 _jit_par = numba.njit(parallel=True, cache=CACHE)
 
 
-@numba.njit(inline="always", cache=CACHE)
-def _neumaier(hi, lo, v):
-    """Add ``v`` to the compensated sum ``hi + lo`` (Neumaier's variant of Kahan)."""
-    t = hi + v
-    if abs(hi) >= abs(v):
-        lo += (hi - t) + v
-    else:
-        lo += (v - t) + hi
-    return t, lo
-
-
 # ----------------------------------------------------------------------------- BCE
 # One kernel per loss computes any subset of {loss, d/dx, d/dy} (flags), so a loss has one
 # compiled signature per io dtype. ``g`` is the upstream gradient, read at ``i*gstep``
 # (gstep 0: one value for 'mean'/'sum' and for the fused forward, where it is 1).
 @_jit
-def _bce_block(blk, x, y, w, geo, g, gstep, red, want_loss, want_gx, want_gy, div,
-               out, gx, gy, part):
+def _bce_block(blk, x, y, w, geo, g, opts, out, gx, gy, part):
+    gstep, red, div = opts.gstep, opts.reduction, opts.div
+    want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
     n = x.size
     nB, nK, s0, s1, s2 = geo
     start = blk * BLOCK
@@ -101,7 +110,7 @@ def _bce_block(blk, x, y, w, geo, g, gstep, red, want_loss, want_gx, want_gy, di
                 if red == NONE:
                     out[i + j] = loss
                 else:
-                    hi, lo = _neumaier(hi, lo, loss)
+                    hi, lo = neumaier_add(hi, lo, loss)
             if want_gx or want_gy:
                 gi = np.float64(g[(i + j) * gstep])
                 if want_gx:  # torch's order: g*(x - y)/den, then *w, then /numel
@@ -119,17 +128,24 @@ def _bce_block(blk, x, y, w, geo, g, gstep, red, want_loss, want_gx, want_gy, di
 
 
 @_jit_par
-def bce_kernel(x, y, w, geo, g, gstep, red, want_loss, want_gx, want_gy, div, out, gx, gy, part):
+def bce_kernel(x, y, w, geo, g, opts, out, gx, gy, part):
     """binary_cross_entropy over blocks; see ``_bce_block`` for the arguments."""
     for blk in prange((x.size + BLOCK - 1) // BLOCK):
-        _bce_block(blk, x, y, w, geo, g, gstep, red, want_loss, want_gx, want_gy, div,
-                   out, gx, gy, part)
+        _bce_block(blk, x, y, w, geo, g, opts, out, gx, gy, part)
+
+
+@_jit
+def bce_kernel_serial(x, y, w, geo, g, opts, out, gx, gy, part):
+    """:func:`bce_kernel` on the calling thread (small inputs)."""
+    for blk in range((x.size + BLOCK - 1) // BLOCK):
+        _bce_block(blk, x, y, w, geo, g, opts, out, gx, gy, part)
 
 
 # ------------------------------------------------------------------ BCE with logits
 @_jit
-def _bcewl_block(blk, x, y, w, pw, has_pw, geo, g, gstep, red, want_loss, want_gx, want_gy,
-                 div, out, gx, gy, part):
+def _bcewl_block(blk, x, y, w, pw, geo, g, opts, out, gx, gy, part):
+    has_pw, gstep, red, div = opts.has_pos_weight, opts.gstep, opts.reduction, opts.div
+    want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
     n = x.size
     nB, nK, s0, s1, s2, p0, p1, p2 = geo
     start = blk * BLOCK
@@ -163,7 +179,7 @@ def _bcewl_block(blk, x, y, w, pw, has_pw, geo, g, gstep, red, want_loss, want_g
                 if red == NONE:
                     out[i + j] = loss
                 else:
-                    hi, lo = _neumaier(hi, lo, loss)
+                    hi, lo = neumaier_add(hi, lo, loss)
             if want_gx or want_gy:
                 gi = np.float64(g[(i + j) * gstep])
                 if want_gx:  # torch: core * g * w / numel
@@ -181,31 +197,20 @@ def _bcewl_block(blk, x, y, w, pw, has_pw, geo, g, gstep, red, want_loss, want_g
 
 
 @_jit_par
-def bcewl_kernel(x, y, w, pw, has_pw, geo, g, gstep, red, want_loss, want_gx, want_gy, div,
-                 out, gx, gy, part):
+def bcewl_kernel(x, y, w, pw, geo, g, opts, out, gx, gy, part):
     """binary_cross_entropy_with_logits over blocks; see ``_bcewl_block`` for the arguments."""
     for blk in prange((x.size + BLOCK - 1) // BLOCK):
-        _bcewl_block(blk, x, y, w, pw, has_pw, geo, g, gstep, red, want_loss, want_gx, want_gy,
-                     div, out, gx, gy, part)
+        _bcewl_block(blk, x, y, w, pw, geo, g, opts, out, gx, gy, part)
+
+
+@_jit
+def bcewl_kernel_serial(x, y, w, pw, geo, g, opts, out, gx, gy, part):
+    """:func:`bcewl_kernel` on the calling thread (small inputs)."""
+    for blk in range((x.size + BLOCK - 1) // BLOCK):
+        _bcewl_block(blk, x, y, w, pw, geo, g, opts, out, gx, gy, part)
 
 
 # ------------------------------------------------------------------------ launchers
-def run_kernel(kernel, numel: int, *args) -> None:
-    """Call a parallel kernel, on one thread when ``numel <= SERIAL_MAX``.
-
-    ``numba.set_num_threads`` is a per-thread mask, restored afterwards.
-    """
-    if numel > SERIAL_MAX:
-        kernel(*args)
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(previous)
-
-
 _ONE = np.ones(1, dtype=np.float64)
 _ONES_BLOCK = np.ones(BLOCK, dtype=np.float64)
 
@@ -223,22 +228,6 @@ def _side_array(info, arr, shape) -> tuple[np.ndarray, tuple]:
     if info.materialise:
         a = np.broadcast_to(a, shape)
     return _flat(a, np.float64), info.strides
-
-
-def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.size == b.size and a.dtype == b.dtype)
-
-
-def _unaliased(read: np.ndarray, write: np.ndarray, elementwise: bool) -> np.ndarray:
-    """``read``, copied if the kernel's writes to ``write`` could change it before it is read.
-
-    A kernel reads element i of x and y before writing element i of the gradient, so the
-    exact same buffer (``out=input``) is safe; any other overlap is copied first.
-    """
-    if np.may_share_memory(read, write) and not (elementwise and _same_buffer(read, write)):
-        return read.copy()
-    return read
 
 
 def _result_buffer(plan: BcePlan, dtype, out) -> tuple[np.ndarray, np.ndarray]:
@@ -301,11 +290,13 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     gx_final, gx_flat = _result_buffer(plan, plan.input_dtype, out) if want_gx else (None, dummy)
     gy_final, gy_flat = _result_buffer(plan, plan.target_dtype, None) if want_gy else (None, dummy)
     if want_gx and out is not None:
-        x = _unaliased(x, gx_flat, True)
-        y = _unaliased(y, gx_flat, True)
-        g = _unaliased(g, gx_flat, False)
-        w = _unaliased(w, gx_flat, False)
-        pw = _unaliased(pw, gx_flat, False)
+        # The overlap rule (nbxent/_core/arrays.py): elementwise, so out=input (or target)
+        # is safe in place; any other overlap is copied first.
+        x = unaliased(x, gx_flat, True)
+        y = unaliased(y, gx_flat, True)
+        g = unaliased(g, gx_flat, False)
+        w = unaliased(w, gx_flat, False)
+        pw = unaliased(pw, gx_flat, False)
     want_none = want_loss and plan.reduction == NONE
     l_final, l_flat = _result_buffer(plan, plan.result_dtype, None) if want_none else (None, dummy)
     nblocks = (plan.numel + BLOCK - 1) // BLOCK
@@ -313,18 +304,23 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     div = float(plan.numel) if plan.reduction == MEAN else 1.0
     nB, nK = plan.grid[1], max(plan.grid[2], 1)
     has_w, has_pw = plan.weight is not None, plan.pos_weight is not None
-    flags = (g, gstep, plan.reduction, want_loss, want_gx, want_gy, div, l_flat, gx_flat,
-             gy_flat, part)
+    opts = BceOptions(gstep=int(gstep), reduction=int(plan.reduction), want_loss=bool(want_loss),
+                      want_gx=bool(want_gx), want_gy=bool(want_gy), div=float(div),
+                      has_weight=bool(has_w), has_pos_weight=bool(has_pw))
+    outs = (l_flat, gx_flat, gy_flat, part)
+    serial = plan.numel <= SERIAL_MAX
     if io == np.float32 and plan.logits:
-        run_kernel(bcewl_kernel_f32, plan.numel, BLOCK, x, y, w, has_w, pw, has_pw,
-                   (nB, nK) + ws + ps, _ONES_BLOCK, *flags)
+        fn = bcewl_kernel_f32_serial if serial else bcewl_kernel_f32
+        fn(BLOCK, x, y, w, pw, (nB, nK) + ws + ps, _ONES_BLOCK, g, opts, *outs)
     elif io == np.float32:
-        run_kernel(bce_kernel_f32, plan.numel, BLOCK, x, y, w, has_w, (nB, nK) + ws,
-                   _ONES_BLOCK, *flags)
+        fn = bce_kernel_f32_serial if serial else bce_kernel_f32
+        fn(BLOCK, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs)
     elif plan.logits:
-        run_kernel(bcewl_kernel, plan.numel, x, y, w, pw, has_pw, (nB, nK) + ws + ps, *flags)
+        fn = bcewl_kernel_serial if serial else bcewl_kernel
+        fn(x, y, w, pw, (nB, nK) + ws + ps, g, opts, *outs)
     else:
-        run_kernel(bce_kernel, plan.numel, x, y, w, (nB, nK) + ws, *flags)
+        fn = bce_kernel_serial if serial else bce_kernel
+        fn(x, y, w, (nB, nK) + ws, g, opts, *outs)
     loss = None
     if want_loss:
         loss = _finish(l_final, l_flat) if want_none else _total(plan, part)

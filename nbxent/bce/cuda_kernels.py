@@ -17,11 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from nbxent._core.reduction import MEAN, NONE
 from nbxent.cuda._device_math import (bce_grad_input, bce_grad_target, bce_loss, bcewl_grad_input,
                                       bcewl_grad_target, bcewl_loss)
 from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
-
-NONE, MEAN, SUM = 0, 1, 2  # nbxent._common reduction codes
 
 
 @cuda.jit(device=True)
@@ -35,18 +34,21 @@ def _at(arr, i, B, K, sa, sb, sk):
 
 
 @cuda.jit
-def bce_kernel(x, y, w, wst, pw, pst, B, K, logits, has_w, has_pw, red, g, numel,
-               need_gx, need_gy, write_loss, loss, gx, gy, partial):
-    """Loss and gradients of BCE (``logits == 0``) or BCE-with-logits (``logits == 1``).
+def bce_kernel(x, y, w, wst, pw, pst, g, opts, loss, gx, gy, partial):
+    """Loss and gradients of BCE or BCE-with-logits (``opts.logits``).
 
     Args (device arrays unless noted):
         x, y: (numel,) input and target.  w, pw: flat weight / pos_weight (dummy (1,) if absent).
-        wst, pst: int64 (3,) grid strides of ``w`` / ``pw``.  B, K: int64 grid sizes.
-        logits, has_w, has_pw, need_gx, need_gy, write_loss: int flags.  red: reduction code.
+        wst, pst: int64 (3,) grid strides of ``w`` / ``pw``.
         g: (numel,) upstream gradient for 'none', else (1,) (also (1,) for an all-ones 'none').
-        numel: float64 element count (the 'mean' divisor).
+        opts: a :class:`nbxent.bce.cuda.CudaBceOptions` record: grid sizes ``B``, ``K``, the
+            flags (logits, has_weight, has_pos_weight, want_gx, want_gy, write_loss), the
+            reduction and ``numel`` (float64, the 'mean' divisor).
         loss, gx, gy: (numel,) outputs (dummies when not asked).  partial: (grid,) float64.
     """
+    B, K, logits, red, numel = opts.B, opts.K, opts.logits, opts.reduction, opts.numel
+    has_w, has_pw = opts.has_weight, opts.has_pos_weight
+    need_gx, need_gy, write_loss = opts.want_gx, opts.want_gy, opts.write_loss
     sh = cuda.shared.array(MAX_TPB, dtype=np.float64)
     n = x.shape[0]
     acc = 0.0
@@ -60,42 +62,42 @@ def bce_kernel(x, y, w, wst, pw, pst, B, K, logits, has_w, has_pw, red, g, numel
         xi = x[i] * 1.0
         yi = y[i] * 1.0
         wi = 1.0
-        if has_w != 0:
+        if has_w:
             wi = _at(w, i, B, K, sa, sb, sk)
         pwi = 1.0
-        if has_pw != 0:
+        if has_pw:
             pwi = _at(pw, i, B, K, pa, pb, pk)
-        if write_loss != 0 or red != NONE:
-            if logits != 0:
-                li = bcewl_loss(xi, yi, pwi, has_pw != 0)
+        if write_loss or red != NONE:
+            if logits:
+                li = bcewl_loss(xi, yi, pwi, has_pw)
             else:
                 li = bce_loss(xi, yi)
-            if has_w != 0:
+            if has_w:
                 li = li * wi
-            if write_loss != 0:
+            if write_loss:
                 loss[i] = li
             acc += li
-        if need_gx != 0 or need_gy != 0:
+        if need_gx or need_gy:
             gi = g[0] * 1.0
             if red == NONE and g.shape[0] == n:
                 gi = g[i] * 1.0
-            if need_gx != 0:
+            if need_gx:
                 # torch's order: formula (with g), then * w, then / numel
-                if logits != 0:
-                    d = bcewl_grad_input(xi, yi, pwi, has_pw != 0) * gi
+                if logits:
+                    d = bcewl_grad_input(xi, yi, pwi, has_pw) * gi
                 else:
                     d = bce_grad_input(gi, xi, yi)
-                if has_w != 0:
+                if has_w:
                     d = d * wi
                 if red == MEAN:
                     d = d / numel
                 gx[i] = d
-            if need_gy != 0:
-                if logits != 0:
-                    e = bcewl_grad_target(xi, pwi, has_pw != 0) * gi
+            if need_gy:
+                if logits:
+                    e = bcewl_grad_target(xi, pwi, has_pw) * gi
                 else:
                     e = bce_grad_target(xi) * gi
-                if has_w != 0:
+                if has_w:
                     e = e * wi
                 if red == MEAN:
                     e = e / numel

@@ -1,6 +1,6 @@
 """float32 CPU kernels of binary_cross_entropy(_with_logits): vectorized loops.
 
-Same contract as the float64 kernels of :mod:`nbxent._bce_cpu` (fixed blocks under
+Same contract as the float64 kernels of :mod:`nbxent.bce.cpu` (fixed blocks under
 ``prange``, one float64 partial sum per block, flags choosing any subset of {loss, d/dx,
 d/dy}), built so that every element loop compiles to AVX2 code:
 
@@ -51,7 +51,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from nbxent._bce_scalar import (
+from nbxent.bce.formulas import (
     bce_grad_input,
     bce_grad_target,
     bce_loss_parts,
@@ -59,8 +59,9 @@ from nbxent._bce_scalar import (
     bcewl_grad_target,
     bcewl_loss_parts,
 )
-from nbxent._common import CACHE, NONE
-from nbxent._fastmath import exp_f32, log1p_f32, log_f32
+from nbxent._core.jit import CACHE
+from nbxent._core.reduction import NONE
+from nbxent._cpu.fastmath import exp_f32, log1p_f32, log_f32
 
 _inline = numba.njit(inline="always", cache=CACHE)
 # error_model="numpy": a float division by zero gives IEEE inf/NaN instead of a Python
@@ -170,8 +171,9 @@ def _bce_grads(n, x, y, w, gb, g0, inv, gx):
 
 
 @_loop
-def _bce_block(blk, block, x, y, w, has_w, wgeo, ones, g, gstep, red, want_loss, want_gx,
-               want_gy, div, out, gx, gy, part):
+def _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+    has_w, gstep, red, div = opts.has_weight, opts.gstep, opts.reduction, opts.div
+    want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
     start, end, wb, gb, g0 = _scratch(block, blk, x.size, ones, w, has_w, wgeo, g, gstep)
     n = end - start
     xs, ys = x[start:end], y[start:end]
@@ -190,16 +192,21 @@ def _bce_block(blk, block, x, y, w, has_w, wgeo, ones, g, gstep, red, want_loss,
 
 
 @_kernel
-def bce_kernel_f32(block, x, y, w, has_w, wgeo, ones, g, gstep, red, want_loss, want_gx, want_gy,
-                   div, out, gx, gy, part):
+def bce_kernel_f32(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
     """binary_cross_entropy on flat float32 ``x``, ``y``, in blocks of ``block`` elements.
 
-    Arguments as the float64 ``bce_kernel`` of :mod:`nbxent._bce_cpu`, plus ``has_w``
-    (False: no weight, ``ones`` stands in) and ``ones`` (float64, ``block`` ones).
+    Arguments as the float64 ``bce_kernel`` of :mod:`nbxent.bce.cpu`, plus ``ones``
+    (float64, ``block`` ones; stands in when ``opts.has_weight`` is False).
     """
     for blk in prange((x.size + block - 1) // block):  # the body is one call: fast to compile
-        _bce_block(blk, block, x, y, w, has_w, wgeo, ones, g, gstep, red, want_loss, want_gx,
-                   want_gy, div, out, gx, gy, part)
+        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part)
+
+
+@_loop
+def bce_kernel_f32_serial(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+    """:func:`bce_kernel_f32` on the calling thread (small inputs; nbxent/_cpu/threads.py)."""
+    for blk in range((x.size + block - 1) // block):
+        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part)
 
 
 # ------------------------------------------------------------------ BCE with logits
@@ -227,8 +234,10 @@ def _bcewl_grads(n, x, y, w, pw, has_pw, e, gb, g0, inv, gx):
 
 
 @_loop
-def _bcewl_block(blk, block, x, y, w, has_w, pw, has_pw, geo, ones, g, gstep, red, want_loss,
-                 want_gx, want_gy, div, out, gx, gy, part):
+def _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part):
+    has_w, has_pw, gstep, red, div = (opts.has_weight, opts.has_pos_weight, opts.gstep,
+                                      opts.reduction, opts.div)
+    want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
     nB, nK, s0, s1, s2, p0, p1, p2 = geo
     start, end, wb, gb, g0 = _scratch(block, blk, x.size, ones, w, has_w, (nB, nK, s0, s1, s2),
                                       g, gstep)
@@ -255,9 +264,14 @@ def _bcewl_block(blk, block, x, y, w, has_w, pw, has_pw, geo, ones, g, gstep, re
 
 
 @_kernel
-def bcewl_kernel_f32(block, x, y, w, has_w, pw, has_pw, geo, ones, g, gstep, red, want_loss,
-                     want_gx, want_gy, div, out, gx, gy, part):
+def bcewl_kernel_f32(block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part):
     """binary_cross_entropy_with_logits on flat float32 ``x``, ``y``; see ``bce_kernel_f32``."""
     for blk in prange((x.size + block - 1) // block):
-        _bcewl_block(blk, block, x, y, w, has_w, pw, has_pw, geo, ones, g, gstep, red, want_loss,
-                     want_gx, want_gy, div, out, gx, gy, part)
+        _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part)
+
+
+@_loop
+def bcewl_kernel_f32_serial(block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part):
+    """:func:`bcewl_kernel_f32` on the calling thread (small inputs)."""
+    for blk in range((x.size + block - 1) // block):
+        _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part)

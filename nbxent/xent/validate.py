@@ -3,12 +3,12 @@
 Two parts, so that the CUDA backend reuses the first on device arrays:
 
 * **Metadata part** (:func:`plan_cross_entropy`, :func:`plan_nll_loss`,
-  :func:`check_grad_output_shape`, :func:`check_out`, :func:`parse_wrt`): looks only at
-  ``.shape``, ``.ndim``, ``.dtype`` (and ``.flags`` for ``out``), so NumPy arrays and CUDA
-  device arrays both work. Returns a frozen :class:`CEPlan` or raises torch's exception type
+  :func:`check_grad_output_shape`, :func:`parse_wrt`): looks only at ``.shape``, ``.ndim``
+  and ``.dtype``, so NumPy arrays and CUDA device arrays both work. Returns a frozen :class:`CEPlan` or raises torch's exception type
   with a message naming the function, the argument and the value.
-* **Value part** (:func:`scan_targets` and the ``host_*`` normalisers): reads host memory.
-  The CPU path calls it before any kernel indexes with a target.
+* **Value part** (the ``host_*`` normalisers): reads host memory. The targets' range
+  check (:func:`nbxent.xent.cpu_index.scan_targets`) runs before any kernel indexes with
+  a target.
 
 CEPlan fields (everything a kernel launcher needs; nothing refers to memory):
 
@@ -23,7 +23,7 @@ CEPlan fields (everything a kernel launcher needs; nothing refers to memory):
 ``S``              number of samples ``N*K``
 ``out_shape``      shape of the ``'none'`` output (``()`` when unbatched)
 ``result_shape``   shape of the returned loss: ``out_shape`` for ``'none'``, else ``()``
-``reduction``      ``NONE=0, MEAN=1, SUM=2`` (nbxent._common)
+``reduction``      ``NONE=0, MEAN=1, SUM=2`` (nbxent._core.reduction)
 ``eps``            effective label smoothing: ``eps`` if ``eps > 0`` else ``0.0`` (NaN/negative -> 0)
 ``ignore_index``   int; for probability targets it is negative and has no effect
 ``has_weight``     whether a class weight was given (else the kernels get ones)
@@ -34,38 +34,31 @@ CEPlan fields (everything a kernel launcher needs; nothing refers to memory):
 ``compute_dtype``  float32 or float64: what kernels compute in (float16 -> float32)
 =================  ==========================================================================
 
-Torch's rules are in the spec (sections 1, 2, 4, 5, 11, 13); the deliberate differences are
-listed in nbxent/_ce_api.py.
+Torch's rules are in docs/semantics.md §1, §2, §4, §5, §11, §13; the deliberate differences
+are listed in README.md.
 """
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
-from nbxent._common import CACHE, compute_dtype, parse_reduction
+from nbxent._core.arrays import is_array as _is_array
+from nbxent._core.arrays import require_array as _require_array
+from nbxent._core.arrays import target_out_of_bounds
+from nbxent._core.dtypes import FLOATS, compute_dtype, torch_dtype_name
+from nbxent._core.reduction import NONE, parse_reduction
 
 __all__ = [
-    "CEPlan", "plan_cross_entropy", "plan_nll_loss", "check_grad_output_shape", "check_out",
-    "parse_wrt", "torch_dtype_name", "scan_targets", "host_input", "host_target_index",
-    "host_target_prob", "host_weight", "host_grad_output",
+    "CEPlan", "XentOptions", "kernel_options", "plan_cross_entropy", "plan_nll_loss",
+    "check_grad_output", "check_grad_output_shape",
+    "parse_wrt", "values_without_classes", "host_input", "host_target_index", "host_target_prob", "host_weight",
+    "host_grad_output",
 ]
 
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
-
-_TORCH_NAMES = {
-    "float16": "Half", "float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-    "int16": "Short", "int8": "Char", "uint8": "Byte", "uint16": "UInt16", "uint32": "UInt32",
-    "uint64": "UInt64", "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble",
-}
-
-
-def torch_dtype_name(dtype) -> str:
-    """torch's name for a NumPy dtype (``float32`` -> ``Float``), as used in its messages."""
-    name = np.dtype(dtype).name
-    return _TORCH_NAMES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -107,17 +100,32 @@ class CEPlan:
         return (self.N, self.C) + tuple(self.spatial)
 
 
+class XentOptions(NamedTuple):
+    """The scalar options every CPU cross-entropy / nll_loss kernel reads, as one record.
+
+    Fields have fixed types (Numba types the record by them), so each kernel keeps one
+    compiled signature per float dtype whatever the values. Built by :func:`kernel_options`.
+    """
+
+    ignore_index: int   #: targets equal to it contribute nothing
+    eps: float          #: effective label smoothing (0.0 when off)
+    grad_mode: int      #: GRAD_NONE / GRAD_INTO / GRAD_IN_PLACE (nbxent._core.jit)
+    gstride: int        #: 0: one upstream gradient for every sample; 1: one per sample
+    grad_target: bool   #: probability targets: also write d loss / d target
+    has_weight: bool    #: whether W sums the class weights (else it counts samples)
+    mean: bool          #: the serial rows driver divides by W itself
+
+
+def kernel_options(plan: CEPlan, grad_mode: int = 0, gstride: int = 0,
+                   grad_target: bool = False, mean: bool = False) -> XentOptions:
+    """The kernels' option record for ``plan`` (values converted to the record's types)."""
+    return XentOptions(ignore_index=int(plan.ignore_index), eps=float(plan.eps),
+                       grad_mode=int(grad_mode), gstride=int(gstride),
+                       grad_target=bool(grad_target), has_weight=bool(plan.has_weight),
+                       mean=bool(mean))
+
+
 # ----------------------------------------------------------------------------- metadata part
-
-def _is_array(obj) -> bool:
-    return hasattr(obj, "shape") and hasattr(obj, "dtype") and hasattr(obj, "ndim")
-
-
-def _require_array(fname, name, obj):
-    if not _is_array(obj):
-        raise TypeError(f"{fname}: argument '{name}' must be an array (numpy.ndarray or CUDA "
-                        f"device array), not {type(obj).__name__}")
-
 
 def _parse_ignore_index(fname, ignore_index) -> int:
     if isinstance(ignore_index, (bool, np.bool_)) or not hasattr(ignore_index, "__index__"):
@@ -149,7 +157,7 @@ def _check_input_dtype(fname, x):
         raise NotImplementedError(f"{fname}: not implemented for '{torch_dtype_name(x.dtype)}' "
                                   f"(argument 'input' has dtype {np.dtype(x.dtype).name}; "
                                   f"expected float16, float32 or float64)")
-    if np.dtype(x.dtype) not in (np.float16, np.float32, np.float64):
+    if np.dtype(x.dtype) not in FLOATS:
         raise TypeError(f"{fname}: unsupported dtype {np.dtype(x.dtype).name} for argument "
                         f"'input' (expected float16, float32 or float64)")
 
@@ -170,7 +178,7 @@ def _check_weight_meta(fname, weight, C, spatial, prob):
             text = (f"weight tensor should be defined either for all {C} classes or no classes "
                     f"but got weight tensor of shape: {shown}")
         raise RuntimeError(f"{fname}: {text} (argument 'weight' has shape {shape}, C={C})")
-    if np.dtype(weight.dtype) not in (np.float16, np.float32, np.float64):
+    if np.dtype(weight.dtype) not in FLOATS:
         raise RuntimeError(f"{fname}: expected a floating point weight but found "
                            f"{torch_dtype_name(weight.dtype)} (argument 'weight' has dtype "
                            f"{np.dtype(weight.dtype).name})")
@@ -237,7 +245,6 @@ def _index_shapes(fname, x, target):
 
 
 def _result_shape(reduction, out_shape):
-    from nbxent._common import NONE
     return out_shape if reduction == NONE else ()
 
 
@@ -273,9 +280,12 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
             out_shape = (N,) + spatial
         w_dt = _check_weight_meta(fname, weight, C, spatial, prob=True)
         res = np.result_type(x_dt, t_dt, *(() if w_dt is None else (w_dt,)))
-        return CEPlan(fname, False, True, unbatched, N, C, K, tuple(spatial), out_shape,
-                      _result_shape(red, out_shape), red, eps, ii, weight is not None, x_dt,
-                      t_dt, np.dtype(res), compute_dtype(res))
+        return CEPlan(fname=fname, is_nll=False, prob=True, unbatched=unbatched, N=N, C=C, K=K,
+                      spatial=tuple(spatial), out_shape=out_shape,
+                      result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
+                      ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
+                      target_dtype=t_dt, result_dtype=np.dtype(res),
+                      compute_dtype=compute_dtype(res))
     if input.ndim == 0:
         raise IndexError(f"{fname}: Dimension specified as 1 but tensor has no dimensions "
                          f"(argument 'input' has shape ())")
@@ -289,9 +299,12 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
         deferred = (f"{fname}: output with shape [] doesn't match the broadcast shape [1] "
                     f"(argument 'target' has shape (1,) for a 1-D input with "
                     f"label_smoothing={eps}; use a 0-d target)")
-    return CEPlan(fname, False, False, unbatched, N, C, K, tuple(spatial), out_shape,
-                  _result_shape(red, out_shape), red, eps, ii, weight is not None, x_dt, t_dt,
-                  x_dt, compute_dtype(x_dt), deferred)
+    return CEPlan(fname=fname, is_nll=False, prob=False, unbatched=unbatched, N=N, C=C, K=K,
+                  spatial=tuple(spatial), out_shape=out_shape,
+                  result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
+                  ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
+                  target_dtype=t_dt, result_dtype=x_dt, compute_dtype=compute_dtype(x_dt),
+                  deferred_error=deferred)
 
 
 def plan_nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -306,9 +319,23 @@ def plan_nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean
     _check_input_dtype(fname, input)
     _check_index_target_dtype(fname, target, spatial)
     x_dt = np.dtype(input.dtype)
-    return CEPlan(fname, True, False, unbatched, N, C, K, tuple(spatial), out_shape,
-                  _result_shape(red, out_shape), red, 0.0, ii, weight is not None, x_dt,
-                  np.dtype(target.dtype), x_dt, compute_dtype(x_dt))
+    return CEPlan(fname=fname, is_nll=True, prob=False, unbatched=unbatched, N=N, C=C, K=K,
+                  spatial=tuple(spatial), out_shape=out_shape,
+                  result_shape=_result_shape(red, out_shape), reduction=red, eps=0.0,
+                  ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
+                  target_dtype=np.dtype(target.dtype), result_dtype=x_dt,
+                  compute_dtype=compute_dtype(x_dt))
+
+
+def values_without_classes(plan: CEPlan) -> np.ndarray:
+    """Per-sample float64 values when ``C == 0`` or there are no samples (no row to reduce).
+
+    Probability targets give -0.0 per sample; class-index targets are all ignored here
+    (the range check raised otherwise) and smoothing adds ``(eps/0) * 0 = NaN``.
+    """
+    if plan.prob:
+        return np.full(plan.S, -0.0)
+    return np.full(plan.S, np.nan if plan.eps > 0.0 else 0.0)
 
 
 def parse_wrt(fname, plan: CEPlan, wrt) -> str:
@@ -330,67 +357,7 @@ def check_grad_output_shape(fname, plan: CEPlan, grad_output):
                          f"shape {tuple(plan.result_shape)}")
 
 
-def check_out(fname, plan: CEPlan, out):
-    """``out=`` must be a writeable C-contiguous array of the input's shape and dtype."""
-    if out is None:
-        return
-    if not _is_array(out):
-        raise ValueError(f"{fname}: argument 'out' must be an array, not {type(out).__name__}")
-    if tuple(out.shape) != plan.input_shape:
-        raise ValueError(f"{fname}: argument 'out' has shape {tuple(out.shape)}, expected the "
-                         f"input's shape {plan.input_shape}")
-    if np.dtype(out.dtype) != plan.input_dtype:
-        raise ValueError(f"{fname}: argument 'out' has dtype {np.dtype(out.dtype).name}, "
-                         f"expected the input's dtype {plan.input_dtype.name}")
-    flags = getattr(out, "flags", None)
-    if flags is not None:
-        if not flags["C_CONTIGUOUS"]:
-            raise ValueError(f"{fname}: argument 'out' must be C-contiguous")
-        if isinstance(out, np.ndarray) and not flags["WRITEABLE"]:
-            raise ValueError(f"{fname}: argument 'out' is read-only")
-
-
 # ----------------------------------------------------------------------------- value part
-
-@njit(cache=CACHE, error_model="numpy")
-def _scan(t, w, has_w, ignore_index, n_classes):
-    """First out-of-range target (index, or -1), the valid count and sum_{valid} w[t] (float64)."""
-    total = 0.0
-    count = 0
-    for i in range(t.shape[0]):
-        ti = t[i]
-        if ti == ignore_index:
-            continue
-        if ti < 0 or ti >= n_classes:
-            return i, count, total
-        count += 1
-        total += np.float64(w[ti]) if has_w else 1.0
-    return -1, count, total
-
-
-def scan_targets(plan: CEPlan, t_flat, w_compute, target_shape) -> tuple:
-    """Range-check int64 targets before any kernel indexes with them.
-
-    Args:
-        t_flat: int64 C-contiguous ``(S,)`` host array.
-        w_compute: ``(C,)`` weights in the compute dtype (ones when none were given).
-        target_shape: the target's shape as given, for the error message.
-
-    Returns:
-        ``(n_valid, W)``: the count of non-ignored samples and ``sum w[t]`` over them (float64).
-
-    Raises:
-        IndexError: torch's ``Target {t} is out of bounds.``, with the first bad position.
-    """
-    bad, count, total = _scan(t_flat, w_compute, plan.has_weight, plan.ignore_index, plan.C)
-    if bad >= 0:
-        where = tuple(int(i) for i in np.unravel_index(bad, target_shape)) if target_shape else ()
-        raise IndexError(f"{plan.fname}: Target {int(t_flat[bad])} is out of bounds. (argument "
-                         f"'target' at index {where}, C={plan.C})")
-    if plan.deferred_error:
-        raise RuntimeError(plan.deferred_error)
-    return int(count), float(total)
-
 
 def host_input(plan: CEPlan, x, dtype=None) -> np.ndarray:
     """The input as a C-contiguous ``(N, C, K)`` array of the compute dtype (no copy if it is one)."""
@@ -404,9 +371,7 @@ def host_target_index(plan: CEPlan, target) -> np.ndarray:
     if t.dtype == np.uint64 and t.size and int(t.max()) > _INT64_MAX:
         flat = t.reshape(-1)
         bad = int(np.argmax(flat > _INT64_MAX))
-        where = tuple(int(i) for i in np.unravel_index(bad, t.shape)) if t.shape else ()
-        raise IndexError(f"{plan.fname}: Target {int(flat[bad])} is out of bounds. (argument "
-                         f"'target' at index {where}, C={plan.C})")
+        raise target_out_of_bounds(plan.fname, int(flat[bad]), bad, t.shape, plan.C)
     return np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
 
 
@@ -422,11 +387,17 @@ def host_weight(plan: CEPlan, weight) -> np.ndarray:
     return np.ascontiguousarray(weight, dtype=plan.compute_dtype)
 
 
+def check_grad_output(fname, plan: CEPlan, grad_output) -> None:
+    """grad_output (metadata only): the forward result's shape and a real dtype."""
+    check_grad_output_shape(fname, plan, grad_output)
+    dt = np.dtype(grad_output.dtype) if _is_array(grad_output) else np.asarray(grad_output).dtype
+    if dt.kind not in "fiu":
+        raise TypeError(f"{fname}: argument 'grad_output' must be a real array, got dtype "
+                        f"{dt.name}")
+
+
 def host_grad_output(fname, plan: CEPlan, grad_output) -> np.ndarray:
     """grad_output rounded to the loss dtype (as torch reads it), then as float64 ``(S,)`` or ``(1,)``."""
-    check_grad_output_shape(fname, plan, grad_output)
+    check_grad_output(fname, plan, grad_output)
     g = np.asarray(grad_output)
-    if g.dtype.kind not in "fiu" or g.dtype.kind == "b":
-        raise TypeError(f"{fname}: argument 'grad_output' must be a real array, got dtype "
-                        f"{g.dtype.name}")
     return np.ascontiguousarray(g.astype(plan.result_dtype), dtype=np.float64).reshape(-1)

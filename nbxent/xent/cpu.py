@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbxent._ce_cpu import run_index, run_nll
-from nbxent._ce_cpu_common import neumaier_sum, weight_sum
-from nbxent._ce_cpu_prob import run_prob
-from nbxent._ce_validate import (CEPlan, host_input, host_target_index, host_target_prob,
-                                 host_weight, scan_targets)
-from nbxent._common import MEAN, NONE
+from nbxent._core.arrays import same_buffer, unaliased
+from nbxent._core.jit import GRAD_IN_PLACE, GRAD_INTO, GRAD_NONE
+from nbxent._core.reduction import MEAN, NONE, neumaier_sum, weight_sum
+from nbxent.xent.cpu_index import run_index, run_nll, scan_targets
+from nbxent.xent.cpu_prob import run_prob
+from nbxent.xent.validate import (CEPlan, host_input, host_target_index, host_target_prob,
+                                  host_weight, kernel_options, values_without_classes)
 
 __all__ = ["run"]
 
@@ -52,20 +53,12 @@ def _finish(plan: CEPlan, vals: np.ndarray, W: float) -> np.ndarray:
     return np.asarray(total, dtype=plan.result_dtype)
 
 
-def _empty_class_values(plan: CEPlan) -> np.ndarray:
-    """Per-sample values for C = 0 (no kernel can index a row)."""
-    if plan.prob:
-        return np.full(plan.S, -0.0)
-    # Every target was ignored (the scan raised otherwise); smoothing adds (eps/0) * 0 = NaN.
-    return np.full(plan.S, np.nan if plan.eps > 0.0 else 0.0)
-
-
 def run(plan: CEPlan, input, target, weight, g=None, want_grad=False, want_gradq=False,
         out=None):
     """Compute the loss and, on request, the gradients of one cross_entropy/nll_loss call.
 
     Args:
-        plan: from :func:`nbxent._ce_validate.plan_cross_entropy` / ``plan_nll_loss``.
+        plan: from :func:`nbxent.xent.validate.plan_cross_entropy` / ``plan_nll_loss``.
         g: float64 upstream gradient, ``(S,)`` for ``'none'`` (batched) else ``(1,)``;
             None means 1 (the fused ``_with_grad`` call).
         want_grad / want_gradq: gradient w.r.t. the input / the probability target.
@@ -92,29 +85,33 @@ def run(plan: CEPlan, input, target, weight, g=None, want_grad=False, want_gradq
     if want_grad:
         if into_out:
             grad3 = out.reshape(N, C, K)
+            # The overlap rule (nbxent/_core/arrays.py): out=input is in place; any other
+            # overlap of out with an argument is resolved by copying the argument first.
+            x3 = unaliased(x3, grad3, in_place_ok=True)
+            w = unaliased(w, grad3, in_place_ok=False)
+            if plan.prob:
+                q3 = unaliased(q3, grad3, in_place_ok=False)
+            else:
+                t = unaliased(t, grad3, in_place_ok=False)
         else:
             grad3 = np.empty((N, C, K), dtype=cdt)
     gradq3 = np.empty((N, C, K), dtype=cdt) if want_gradq else None
     dummy = np.empty((0, 0, 0), dtype=cdt)
 
-    # Kernel gradient mode: 0 none, 1 into a separate buffer, 2 in place over the logits.
-    mode = 0
+    grad_mode = GRAD_NONE
     if want_grad:
-        same = grad3.ctypes.data == x3.ctypes.data and grad3.strides == x3.strides
-        mode = 2 if same else 1
+        grad_mode = GRAD_IN_PLACE if same_buffer(grad3, x3) else GRAD_INTO
+    opts = kernel_options(plan, grad_mode, gstride, grad_target=want_gradq)
     loss = np.empty(plan.S)
     if C == 0 or plan.S == 0:
-        loss[:] = _empty_class_values(plan)
+        loss[:] = values_without_classes(plan)
     elif plan.is_nll:
-        run_nll(x3, t, w, plan.ignore_index, g_arr, gstride, loss,
-                grad3 if want_grad else dummy, mode)
+        run_nll(x3, t, w, g_arr, opts, loss, grad3 if want_grad else dummy)
     elif plan.prob:
-        run_prob(x3, q3, w, plan.eps, g_arr, gstride, loss, grad3 if want_grad else dummy,
-                 mode, gradq3 if want_gradq else dummy, want_gradq)
+        run_prob(x3, q3, w, g_arr, opts, loss, grad3 if want_grad else dummy,
+                 gradq3 if want_gradq else dummy)
     else:
-        run_index(x3, t, w, plan.has_weight, plan.ignore_index, plan.eps, weight_sum(w), g_arr,
-                  gstride, loss,
-                  grad3 if want_grad else dummy, mode)
+        run_index(x3, t, w, weight_sum(w), g_arr, opts, loss, grad3 if want_grad else dummy)
 
     result = _finish(plan, loss, W)
     grad_in = grad_t = None

@@ -26,7 +26,7 @@ import math
 
 import numba
 
-from nbxent._common import CACHE
+from nbxent._core.jit import CACHE
 
 #: torch's gradient floor ``static constexpr float EPSILON = 1e-12`` (aten Loss.cpp) is a
 #: float, so even float64 gradients are floored at float32(1e-12), not 1e-12.
@@ -38,7 +38,9 @@ FINITE_MAX = 1.7976931348623157e308
 
 
 def _scalar(f):
-    return numba.njit(inline="always", cache=CACHE)(f)
+    # error_model="numpy": IEEE results (inf, NaN) instead of Python exceptions when the
+    # CUDA simulator calls these compiled functions from Python.
+    return numba.njit(inline="always", cache=CACHE, error_model="numpy")(f)
 
 
 @_scalar
@@ -78,6 +80,8 @@ def bce_grad_target(x):
     """
     if x < 0.25:
         return math.log1p(-x) - math.log(x)
+    if x == 1.0:
+        return -math.inf   # log(0 / 1), written without dividing by zero (any target)
     return -math.log1p((2.0 * x - 1.0) / (1.0 - x))
 
 

@@ -32,32 +32,32 @@ import math
 import numpy as np
 from numba import cuda
 
-from nbxent.cuda._device_math import (index_loss, lse_finish, lse_merge, lse_push, smooth_mix,
-                                      target_p_minus_1)
+from nbxent._core.reduction import MEAN, NONE
+from nbxent.cuda._device_math import (index_grad_other, index_grad_scale, index_grad_target,
+                                      index_loss, lse_finish, lse_merge, lse_push, smooth_mix,
+                                      smooth_target, target_p_minus_1)
 from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
-
-NONE, MEAN, SUM = 0, 1, 2  # nbxent._common reduction codes
 
 
 @cuda.jit
-def ce_rows_kernel(x, tgt, p, w, ignore_index, is_prob, smooth, red, g, wsum, one, ninf, omeps, epsc,
-                   eps, need_grad, need_gt, write_loss, sign, loss, grad, gradt, scratch, partial):
+def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
     """Loss and gradients of class-index or probability-target cross-entropy.
 
     Args (device arrays unless noted; ``T`` is the compute dtype):
         x: (N, C, K) T logits.  tgt: (N*K,) int64 class indices (dummy for prob).
         p: (N, C, K) T probability targets (dummy for index).  w: (C,) T weights (ones if none).
-        ignore_index: int64.  is_prob, smooth, need_grad, need_gt, write_loss: int flags.
-        red: reduction code.  g: (N*K,) T upstream gradient for 'none', else (1,) (also (1,) for 'none'
-            when the caller's upstream gradient is all ones).
-        wsum: float64 mean denominator (W for index targets, N*K for probability targets).
-        one, ninf (-inf), omeps (= 1 - eps), epsc (= eps / C): T scalars (typed arguments keep
-            float32 arithmetic in float32; omeps = 1 and epsc = 0 when not smoothing).
-        eps: float64 label smoothing (0 when off).
-        sign: float64, +1 or -1 (the sign the partials are accumulated with).
+        g: (N*K,) T upstream gradient for 'none', else (1,) (also (1,) for 'none' when the
+            caller's upstream gradient is all ones).
+        opts: a :class:`nbxent.xent.cuda.CudaXentOptions` record (flags, the reduction, the
+            mean denominator ``wsum``, the T scalars ``one``, ``ninf``, ``omeps = 1 - eps``,
+            ``epsc = eps / C`` that keep float32 arithmetic in float32, and ``sign``).
         loss: (N*K,) T.  grad, gradt: (N, C, K) T (d/dx, d/dp).  scratch: (grid, 5) T.
         partial: (grid,) float64.
     """
+    ignore_index, is_prob, smooth, red = opts.ignore_index, opts.prob, opts.smooth, opts.reduction
+    wsum, one, ninf, omeps, epsc = opts.wsum, opts.one, opts.ninf, opts.omeps, opts.epsc
+    eps, need_grad, need_gt, write_loss = opts.eps, opts.grad_mode, opts.grad_target, opts.write_loss
+    sign = opts.sign
     N = x.shape[0]
     C = x.shape[1]
     K = x.shape[2]
@@ -75,7 +75,7 @@ def ce_rows_kernel(x, tgt, p, w, ignore_index, is_prob, smooth, red, g, wsum, on
         k = s - n * K
         tt = 0
         valid = True
-        if is_prob == 0:
+        if not is_prob:
             tt = tgt[s]
             valid = tt != ignore_index
         # ---- pass 1: log-sum-exp state and the row constants of the gradient
@@ -84,12 +84,10 @@ def ce_rows_kernel(x, tgt, p, w, ignore_index, is_prob, smooth, red, g, wsum, on
         aux = zero
         for c in range(tid, C, bsz):
             m, t = lse_push(m, t, x[n, c, k], one)
-            if is_prob != 0:
-                q = p[n, c, k]
-                if smooth != 0:
-                    q = omeps * q + epsc  # torch's smoothed target (1 - eps) p + eps / C
+            if is_prob:
+                q = smooth_target(p[n, c, k], omeps, epsc, smooth)
                 aux += w[c] * q
-            elif smooth != 0:
+            elif smooth:
                 aux += w[c]
         sh_m[tid] = m
         sh_t[tid] = t
@@ -109,8 +107,8 @@ def ce_rows_kernel(x, tgt, p, w, ignore_index, is_prob, smooth, red, g, wsum, on
         if tid == 0:
             scratch[blk, 0] = sh_m[0]                       # an element of x: exact in T
             scratch[blk, 1] = lse_finish(sh_m[0], sh_t[0])
-            if is_prob == 0 and valid:
-                # The state's t is the split sum of _ce_scalar with the max's own 1 left out:
+            if not is_prob and valid:
+                # The state's t is the split sum of nbxent/xent/formulas.py with the max's own 1 left out:
                 # s_other = t, e_t = 1 when x_t is the max, and s_other + e_t = 1 + t otherwise.
                 loss_t = index_loss(scratch[blk, 0], x[n, tt, k], scratch[blk, 1], one)
                 scratch[blk, 4] = target_p_minus_1(loss_t)
@@ -132,27 +130,23 @@ def ce_rows_kernel(x, tgt, p, w, ignore_index, is_prob, smooth, red, g, wsum, on
         tail = math.log1p(t)          # lse = m + tail
         inv = one / (one + t)         # softmax_c = exp(x_c - m) * inv
         wt = zero
-        if is_prob == 0 and valid:
+        if not is_prob and valid:
             wt = w[tt]
-        # Index-target gradient (section 0): d_c = sm_c * S_all - a*[c == t] - b*w_c with
-        # a = (1-eps) g_s w_t, b = (eps/C) g_s and S_all = a + b * sum_c w_c.
-        a = omeps * (gs * wt)
-        b = epsc * gs
-        s_all = a + b * aux
+        # Index-target gradient (docs/semantics.md §0), nbxent/xent/formulas.py:
+        # d_c = sm_c * S_all - (eps/C) g_s w_c, the target from p_t - 1 and p_t.
+        s_all = index_grad_scale(gs, wt, aux, omeps, epsc, smooth)
         # ---- pass 2: gradient and the loss terms that need the final lse
         lsum = zero
-        if need_grad != 0 or need_gt != 0 or smooth != 0 or is_prob != 0:
+        if need_grad != 0 or need_gt or smooth or is_prob:
             for c in range(tid, C, bsz):
                 xc = x[n, c, k]
                 lp = (xc - m) - tail
                 wq = zero
-                if is_prob != 0:
-                    q = p[n, c, k]
-                    if smooth != 0:
-                        q = omeps * q + epsc
+                if is_prob:
+                    q = smooth_target(p[n, c, k], omeps, epsc, smooth)
                     wq = w[c] * q
                     lsum += wq * lp
-                elif smooth != 0 and valid:
+                elif smooth and valid:
                     lsum += w[c] * lp
                 if need_grad != 0:
                     e = math.exp(xc - m)
@@ -161,35 +155,35 @@ def ce_rows_kernel(x, tgt, p, w, ignore_index, is_prob, smooth, red, g, wsum, on
                     om = sm - one
                     if xc == m:
                         om = -t * inv
-                    if is_prob != 0:
+                    if is_prob:
                         if xc == m:
                             d = gs * (om * aux + (aux - wq))
                         else:
                             d = gs * (sm * aux - wq)
                     elif valid:
                         if c == tt:
-                            d = a * pt1 + b * (sm * aux - w[c])
+                            d = index_grad_target(gs, wt, aux, omeps, epsc, smooth, pt1, sm)
                         else:
-                            d = sm * s_all - b * w[c]
+                            d = index_grad_other(sm, s_all, gs, epsc, w[c], smooth)
                     else:
                         d = zero - sm * zero  # ignored: +0.0 (NaN if the row is NaN, like torch)
                     grad[n, c, k] = d
-                if need_gt != 0:
+                if need_gt:
                     gradt[n, c, k] = -(omeps * gs * w[c]) * lp
         lsum_total = 0.0
-        if smooth != 0 or is_prob != 0:
+        if smooth or is_prob:
             lsum_total = block_sum(sh_a, lsum)
         if tid == 0:
-            if is_prob != 0:
+            if is_prob:
                 row = -lsum_total
             elif valid:
                 # torch's 'none' value is -(lp_t * w_t) with lp_t = 0 - loss_t: -0.0 when C == 1
                 row = -((0.0 - loss_t) * wt)
-                if smooth != 0:
+                if smooth:
                     row = smooth_mix(row, -lsum_total, eps, C)
             else:
                 row = 0.0
-            if write_loss != 0:
+            if write_loss:
                 loss[s] = row
             acc += sign * row
         cuda.syncthreads()  # scratch is rewritten for the next sample
@@ -228,14 +222,15 @@ def ce_prepass_kernel(tgt, w, ignore_index, C, pw, pbad):
 
 
 @cuda.jit
-def nll_kernel(x, tgt, w, ignore_index, red, g, wsum, one, need_grad, write_loss, loss, grad,
-               partial):
+def nll_kernel(x, tgt, w, g, opts, loss, grad, partial):
     """nll_loss forward and d/dx: ``l_s = -(x[s, t_s] * w[t_s])``, ``d = -(g_s * w_t)`` at t_s.
 
     Args: as :func:`ce_rows_kernel` (``x`` holds log-probabilities, read as given).
     Samples are spread over all threads of the grid; the gradient loop covers
     every element (zeros off the target), so ``grad`` needs no separate fill.
     """
+    ignore_index, red, wsum, one = opts.ignore_index, opts.reduction, opts.wsum, opts.one
+    need_grad, write_loss = opts.grad_mode, opts.write_loss
     sh = cuda.shared.array(MAX_TPB, dtype=np.float64)
     N = x.shape[0]
     C = x.shape[1]
@@ -244,7 +239,7 @@ def nll_kernel(x, tgt, w, ignore_index, red, g, wsum, one, need_grad, write_loss
     start = cuda.grid(1)
     step = cuda.gridsize(1)
     acc = 0.0
-    if write_loss != 0 or red != NONE:
+    if write_loss or red != NONE:
         for s in range(start, S, step):
             tt = tgt[s]
             row = 0.0
@@ -252,7 +247,7 @@ def nll_kernel(x, tgt, w, ignore_index, red, g, wsum, one, need_grad, write_loss
                 n = s // K
                 k = s - n * K
                 row = -(x[n, tt, k] * w[tt])   # torch's -(x * w): -0.0 for x = 0
-            if write_loss != 0:
+            if write_loss:
                 loss[s] = row
             acc += row
     total = block_sum(sh, acc)

@@ -1,8 +1,8 @@
 """Row kernel of class-index cross_entropy for ``(N, C)`` inputs (one row per sample).
 
-Signature, one per float dtype (see nbxent/_ce_cpu.py for the argument conventions):
+Signature, one per float dtype (see nbxent/xent/cpu_index.py for the argument conventions):
 
-    index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb)
+    index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb)
 
 The row is walked in column blocks of ``CB`` elements, so a block of logits and its
 gradient stay in L1/L2 however long the row is (a 128256-wide float32 row and its
@@ -36,10 +36,11 @@ import math
 import numpy as np
 from numba import njit
 
-from nbxent._ce_cpu_common import (FASTMATH, cast_like, exp_diff, scale_seg, seg_max, sum_exp,
-                                    sum_wx)
-from nbxent._ce_scalar import index_loss, smooth_mix, target_p_minus_1
-from nbxent._common import CACHE
+from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
+from nbxent._cpu.fastmath import cast_like, exp_diff
+from nbxent._cpu.rows import FASTMATH, scale_seg, seg_max, sum_exp, sum_wx
+from nbxent.xent.formulas import (index_grad_scale, index_grad_target, index_loss, smooth_mix,
+                                  target_p_minus_1)
 
 #: Columns per block: 32 KB of float32 logits plus their gradient fit a core's L2 with room
 #: to spare, and the per-block scalar work (two float64 exps) is noise next to 8192 exps.
@@ -53,7 +54,7 @@ def n_blocks(C):
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb):
+def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
     """Loss (and gradient row) of sample ``n``; see the module docstring.
 
     ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of at least
@@ -61,13 +62,14 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, 
     serial caller allocates them once and not per row.
     """
     C = x.shape[1]
+    ii, eps, grad_mode = opts.ignore_index, opts.eps, opts.grad_mode
     tn = t[n]
     ignored = tn == ii
-    store = 0 if ignored else want_grad     # sum_exp's mode: 0 sum, 1 store, 2 in place
-    # In place (want_grad == 2) every read goes through ``grad`` itself: one base pointer,
+    store = GRAD_NONE if ignored else grad_mode   # sum_exp's mode: 0 sum, 1 store, 2 in place
+    # In place (GRAD_IN_PLACE) every read goes through ``grad`` itself: one base pointer,
     # so LLVM vectorizes the fused pass without the runtime overlap check that would send
     # x-aliasing-grad to the scalar fallback loop (5x slower).
-    src = grad if want_grad == 2 else x
+    src = grad if grad_mode == GRAD_IN_PLACE else x
     nb = n_blocks(C)
     xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
     wx = 0.0
@@ -109,7 +111,7 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, 
         s_other = math.nan            # all -inf/NaN row: torch's log_softmax is NaN
     if ignored:
         loss[n] = 0.0
-        if want_grad != 0:
+        if grad_mode != GRAD_NONE:
             fill = cast_like(np.nan if math.isnan(s_other) else 0.0, M)
             for j in range(C):
                 grad[n, j] = fill
@@ -126,15 +128,17 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, 
         loss[n] = smooth_mix(nll, -acc_lp, eps, C)
     else:
         loss[n] = nll
-    if want_grad == 0:
+    if grad_mode == GRAD_NONE:
         return
-    gs = g[n * gstride]
-    bw = eps / C
-    base = gs * ((1.0 - eps) * wt + bw * sumw) / s
-    c_w = cast_like(gs * bw, M)
+    gs = g[n * opts.gstride]
+    smooth = eps > 0.0
+    omeps = 1.0 - eps
+    epsc = eps / C
+    base = index_grad_scale(gs, wt, sumw, omeps, epsc, smooth) / s
+    c_w = cast_like(gs * epsc, M)
     for b in range(nb):
         lo = b * CB
         hi = min(lo + CB, C)
-        scale_seg(grad, n, lo, hi, cast_like(base * sb[b], M), c_w, w, eps > 0.0)
-    pm1 = target_p_minus_1(lt)
-    grad[n, tn] = cast_like(gs * ((1.0 - eps) * wt * pm1 + bw * (sumw * (1.0 + pm1) - wt)), M)
+        scale_seg(grad, n, lo, hi, cast_like(base * sb[b], M), c_w, w, smooth)
+    grad[n, tn] = cast_like(index_grad_target(gs, wt, sumw, omeps, epsc, smooth,
+                                              target_p_minus_1(lt), e_t / s), M)

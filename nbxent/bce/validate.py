@@ -14,7 +14,7 @@ Two parts, both plain Python and both run before any kernel:
 * ``fname``: public function name, used in every message.
 * ``logits``: True for binary_cross_entropy_with_logits.
 * ``shape``: input shape (= target shape = gradient shape); ``numel``: its size.
-* ``reduction``: 0 none, 1 mean, 2 sum (``nbxent._common`` codes).
+* ``reduction``: 0 none, 1 mean, 2 sum (``nbxent._core.reduction`` codes).
 * ``out_shape``: forward result shape: ``shape`` for 'none', ``()`` otherwise; also the
   shape ``grad_output`` must have.
 * ``input_dtype``, ``target_dtype``: the arguments' dtypes (float16/32/64).
@@ -44,15 +44,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from nbxent._common import CACHE, MEAN, NONE, SUM, parse_reduction
+from nbxent._core.dtypes import FLOATS as _FLOATS
+from nbxent._core.dtypes import torch_dtype_name as _torch_name
+from nbxent._core.jit import CACHE
+from nbxent._core.reduction import NONE, parse_reduction
 
-__all__ = ["BcePlan", "Broadcast", "plan_forward", "plan_backward", "check_probabilities",
-           "NONE", "MEAN", "SUM"]
-
-_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-_TORCH_NAMES = {"float16": "Half", "float32": "Float", "float64": "Double", "int64": "Long",
-                "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
-                "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+__all__ = ["BcePlan", "Broadcast", "plan_forward", "plan_backward", "check_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -83,10 +80,6 @@ class BcePlan:
     grid: tuple
     weight: Broadcast | None
     pos_weight: Broadcast | None
-
-
-def _torch_name(dtype) -> str:
-    return _TORCH_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
 
 
 def _meta(fname: str, arg: str, obj):
@@ -271,6 +264,12 @@ def _block_first_bad(x, y, start, end):
     return -1
 
 
+@numba.njit(cache=CACHE)
+def _first_bad_serial(x, y):
+    """:func:`_first_bad` for one block, on the calling thread (small inputs)."""
+    return _block_first_bad(x, y, 0, x.size)
+
+
 @numba.njit(parallel=True, cache=CACHE)
 def _first_bad(x, y):
     """Smallest flat index where x or y is outside [0, 1] (NaN too), else -1.
@@ -299,13 +298,8 @@ def check_probabilities(fname: str, x_flat: np.ndarray, y_flat: np.ndarray) -> N
     """
     if x_flat.size == 0:
         return
-    if x_flat.size <= _SCAN_BLOCK:  # one block: skip waking the thread pool
-        previous = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            i = int(_first_bad(x_flat, y_flat))
-        finally:
-            numba.set_num_threads(previous)
+    if x_flat.size <= _SCAN_BLOCK:  # one block: never enter the thread pool
+        i = int(_first_bad_serial(x_flat, y_flat))
     else:
         i = int(_first_bad(x_flat, y_flat))
     if i < 0:

@@ -1,8 +1,8 @@
 """Spatial kernel of class-index cross_entropy: ``(N, C, K)`` inputs with ``K > 1``.
 
-Signature, one per float dtype (see nbxent/_ce_cpu.py for the argument conventions):
+Signature, one per float dtype (see nbxent/xent/cpu_index.py for the argument conventions):
 
-    index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad)
+    index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad)
 
 A work item is one batch index ``n`` and a block of positions ``k0 <= k < k1``. The class
 stride is ``K``, so one class of the block, ``x[n, c, k0:k1]``, is contiguous: every pass
@@ -31,9 +31,10 @@ import math
 import numpy as np
 from numba import njit
 
-from nbxent._ce_cpu_common import FASTMATH, cast_like, exp_diff, maxnum
-from nbxent._ce_scalar import index_loss, smooth_mix
-from nbxent._common import CACHE
+from nbxent._core.jit import CACHE, GRAD_NONE
+from nbxent._cpu.fastmath import cast_like, exp_diff, maxnum
+from nbxent._cpu.rows import FASTMATH
+from nbxent.xent.formulas import index_grad_scale, index_grad_target, index_loss, smooth_mix
 
 #: Spatial positions per work item: a few vector widths, and C of them (logits plus
 #: gradient) stay in L1/L2 for the usual class counts.
@@ -41,15 +42,16 @@ KBLOCK = 256
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
+def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
     """Losses (and gradient) of positions ``k0 .. k1`` of batch index ``n``; see module doc."""
+    ii, eps, grad_mode = opts.ignore_index, opts.eps, opts.grad_mode
     C = x.shape[1]
     K = x.shape[2]
     nb = k1 - k0
     # The block's C class segments lie K elements apart: with K a multiple of 1024 they all
     # map to the same cache sets and evict each other between passes. One streaming copy
     # into a contiguous (C, nb) tile makes every later pass an L1/L2 hit; the gradient is
-    # built in the tile and copied out once. (In place, want_grad == 2, is then free: the
+    # built in the tile and copied out once. (In place, GRAD_IN_PLACE, is then free: the
     # block is read in full before anything is written.)
     tile = np.empty((C, nb), dtype=x.dtype)
     for c in range(C):
@@ -94,7 +96,9 @@ def index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_
     c_p = np.empty(nb, dtype=x.dtype)
     c_w = np.empty(nb, dtype=x.dtype)
     pm1 = np.empty(nb)
-    bw = eps / C
+    smooth = eps > 0.0
+    omeps = 1.0 - eps
+    epsc = eps / C
     for kk in range(nb):
         i = n * K + k0 + kk
         tv = tk[kk]
@@ -113,18 +117,18 @@ def index_block(x, n, k0, k1, t, w, ii, eps, sumw, g, gstride, loss, grad, want_
             loss[i] = smooth_mix(nll, -((wx[kk] - sumw * m64) - sumw * math.log(s)), eps, C)
         else:
             loss[i] = nll
-        if want_grad != 0:
-            gs = g[i * gstride]
-            c_p[kk] = cast_like(gs * ((1.0 - eps) * wt + bw * sumw) / s, m[kk])
-            c_w[kk] = cast_like(gs * bw, m[kk])
+        if grad_mode != GRAD_NONE:
+            gs = g[i * opts.gstride]
+            c_p[kk] = cast_like(index_grad_scale(gs, wt, sumw, omeps, epsc, smooth) / s, m[kk])
+            c_w[kk] = cast_like(gs * epsc, m[kk])
             # p_t - 1 = (e_t - s) / s = -s_other / s: no cancellation however close p_t is to 1
-            pm1[kk] = gs * ((1.0 - eps) * wt * (-s_other[kk] / s)
-                            + bw * (sumw * (e_t[kk] / s) - wt))
-    if want_grad == 0:
+            pm1[kk] = index_grad_target(gs, wt, sumw, omeps, epsc, smooth, -s_other[kk] / s,
+                                        e_t[kk] / s)
+    if grad_mode == GRAD_NONE:
         return
     for c in range(C):
         tr = tile[c]
-        if eps > 0.0:
+        if smooth:
             wc = w[c]
             for kk in range(nb):
                 tr[kk] = c_p[kk] * tr[kk] - c_w[kk] * wc

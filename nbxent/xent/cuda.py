@@ -1,6 +1,6 @@
 """Launchers for cross_entropy / nll_loss: validation, buffers, geometry, launches.
 
-Validation is the CPU backend's metadata plan (``nbxent._ce_validate``), so
+Validation is the shared metadata plan (``nbxent.xent.validate``), so
 both backends raise the same exceptions. Target ranges are checked before the
 main kernel indexes with them: on the host for NumPy targets (the CPU
 backend's scanner), on the device for device targets (``ce_prepass_kernel``,
@@ -13,20 +13,46 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbxent import _ce_validate as V
-from nbxent._common import MEAN, NONE
+from types import SimpleNamespace
+from typing import NamedTuple
+
+from nbxent._core.arrays import target_out_of_bounds
+from nbxent._core.jit import GRAD_INTO, GRAD_NONE
+from nbxent._core.reduction import MEAN, NONE
 from nbxent.cuda import _runtime
 from nbxent.cuda._arrays import finish, to_kernel
+from nbxent.xent import validate as V
+from nbxent.xent.cpu_index import scan_targets
 
 
-class _Job:
-    """The device arrays of one call, in the kernels' layout."""
+class CudaXentOptions(NamedTuple):
+    """The scalar options of the CUDA cross-entropy / nll_loss kernels, as one record.
+
+    ``one``, ``ninf``, ``omeps``, ``epsc`` have the compute dtype ``T`` (NumPy scalars), so
+    float32 kernels keep float32 arithmetic; every other field has a fixed Python type:
+    one compiled signature per dtype.
+    """
+
+    ignore_index: int
+    prob: bool          #: probability targets
+    smooth: bool        #: label smoothing on (eps > 0)
+    reduction: int      #: NONE / MEAN / SUM
+    wsum: float         #: the mean's denominator (1.0 unless 'mean')
+    one: object         #: T(1)
+    ninf: object        #: T(-inf)
+    omeps: object       #: T(1 - eps)
+    epsc: object        #: T(eps / C)
+    eps: float
+    grad_mode: int      #: GRAD_NONE / GRAD_INTO (the device gradient is never in place)
+    grad_target: bool   #: also d loss / d target (probability targets)
+    write_loss: bool    #: write per-sample losses ('none')
+    sign: float         #: +1 or -1: the sign the per-block partials accumulate with
 
 
 def _prepare(cuda, plan, fname, x, target, weight, grad_output):
     """Move and normalise the arguments; range-check targets; compute the mean denominator."""
     T = plan.compute_dtype
-    j = _Job()
+    j = SimpleNamespace()
     j.on_device = any(_runtime.is_device(a) for a in (x, target, weight, grad_output)
                       if a is not None)
     N, C, K, S = plan.N, plan.C, plan.K, plan.S
@@ -48,7 +74,7 @@ def _prepare(cuda, plan, fname, x, target, weight, grad_output):
             t_host = V.host_target_index(plan, target)
             w_host = V.host_weight(plan, weight if not _runtime.is_device(weight) else
                                    j.w.copy_to_host())
-            _, j.wsum = V.scan_targets(plan, t_host, w_host, tuple(np.shape(target)))
+            _, j.wsum = scan_targets(plan, t_host, w_host, tuple(np.shape(target)))
             j.t = cuda.to_device(t_host)
     if grad_output is None:
         j.g = cuda.to_device(np.ones(1, dtype=T))
@@ -66,7 +92,7 @@ def _prepare(cuda, plan, fname, x, target, weight, grad_output):
 
 def _device_scan(cuda, plan, t_dev, w_dev, target_shape):
     """Range-check device targets on the device; returns the float64 weight sum."""
-    from nbxent.cuda._ce_kernels import ce_prepass_kernel
+    from nbxent.xent.cuda_kernels import ce_prepass_kernel
 
     S = plan.S
     if S == 0:
@@ -81,9 +107,7 @@ def _device_scan(cuda, plan, t_dev, w_dev, target_shape):
     bad = int(pbad.copy_to_host().min())
     if bad < S:
         value = int(t_dev[bad:bad + 1].copy_to_host()[0])
-        where = tuple(int(i) for i in np.unravel_index(bad, target_shape)) if target_shape else ()
-        raise IndexError(f"{plan.fname}: Target {value} is out of bounds. (argument "
-                         f"'target' at index {where}, C={plan.C})")
+        raise target_out_of_bounds(plan.fname, value, bad, target_shape, plan.C)
     if plan.deferred_error:
         raise RuntimeError(plan.deferred_error)
     total = 0.0
@@ -95,7 +119,7 @@ def _device_scan(cuda, plan, t_dev, w_dev, target_shape):
 def run(plan, fname, x, target, weight, *, grad_output=None, want_loss=True, want_grad=False,
         want_gt=False, out=None):
     """Launch the fused kernel; returns ``(loss, grad_input, grad_target)`` (None where not asked)."""
-    from nbxent.cuda._ce_kernels import ce_rows_kernel, nll_kernel
+    from nbxent.xent.cuda_kernels import ce_rows_kernel, nll_kernel
     from nbxent.cuda._reduce_kernels import combine_kernel
 
     cuda = _runtime.cuda_module()
@@ -117,12 +141,15 @@ def run(plan, fname, x, target, weight, *, grad_output=None, want_loss=True, wan
     partial = cuda.device_array(grid, dtype=np.float64)
     sign = -1.0 if plan.prob else 1.0
     wsum = j.wsum if red == MEAN else 1.0
+    opts = CudaXentOptions(
+        ignore_index=int(plan.ignore_index), prob=bool(plan.prob), smooth=bool(smooth),
+        reduction=int(red), wsum=float(wsum), one=tT(1), ninf=tT(-np.inf), omeps=tT(1.0 - eps),
+        epsc=tT(eps / C if C else 0.0), eps=float(eps),
+        grad_mode=GRAD_INTO if want_grad else GRAD_NONE, grad_target=bool(want_gt),
+        write_loss=bool(write_loss), sign=float(sign))
     if C == 0 and S > 0 and not plan.is_nll:
-        # No row to reduce. As the CPU backend: probability targets give -0.0 per sample;
-        # index targets are all ignored here (the scan raised otherwise) and smoothing
-        # adds (eps/0) * 0 = NaN.
-        val = -0.0 if plan.prob else (np.nan if smooth else 0.0)
-        vals = np.full(S, val)
+        # No row to reduce: the values are fixed (nbxent.xent.validate.values_without_classes).
+        vals = V.values_without_classes(plan)
         if write_loss:
             loss = cuda.to_device(vals.astype(T))
         partial = cuda.to_device(np.array([sign * np.sum(vals)]))
@@ -132,15 +159,10 @@ def run(plan, fname, x, target, weight, *, grad_output=None, want_loss=True, wan
     if plan.is_nll:
         grid = _runtime.grid_for(max(S * C if want_grad else S, 1))
         partial = cuda.device_array(grid, dtype=np.float64)
-        nll_kernel[grid, tpb](
-            j.x, j.t, j.w, np.int64(plan.ignore_index), np.int64(red), j.g, np.float64(wsum),
-            tT(1), np.int64(want_grad), np.int64(write_loss), loss, grad, partial)
+        nll_kernel[grid, tpb](j.x, j.t, j.w, j.g, opts, loss, grad, partial)
     elif S_launch > 0:
-        ce_rows_kernel[grid, tpb](
-            j.x, j.t, j.p, j.w, np.int64(plan.ignore_index), np.int64(plan.prob), np.int64(smooth),
-            np.int64(red), j.g, np.float64(wsum), tT(1), tT(-np.inf), tT(1.0 - eps),
-            tT(eps / C if C else 0.0), np.float64(eps), np.int64(want_grad), np.int64(want_gt),
-            np.int64(write_loss), np.float64(sign), loss, grad, gradt, scratch, partial)
+        ce_rows_kernel[grid, tpb](j.x, j.t, j.p, j.w, j.g, opts, loss, grad, gradt, scratch,
+                                  partial)
     elif S == 0:
         partial = cuda.to_device(np.zeros(1, dtype=np.float64))
     res = [None, None, None]

@@ -1,6 +1,6 @@
 """Launchers for binary_cross_entropy(_with_logits): validation, buffers, launches.
 
-Validation is the CPU backend's metadata plan (``nbxent._bce_validate``), so
+Validation is the shared metadata plan (``nbxent.bce.validate``), so
 both backends raise the same exceptions. BCE's ``0 <= x, y <= 1`` check runs
 before the main kernel: on the host for NumPy arguments (the CPU backend's
 scanner), on the device for device arguments (``bce_check_kernel``, of which
@@ -10,10 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbxent import _bce_validate as V
-from nbxent._common import MEAN, NONE, compute_dtype
+from typing import NamedTuple
+
+from nbxent._core.dtypes import compute_dtype
+from nbxent._core.reduction import MEAN, NONE
+from nbxent.bce import validate as V
 from nbxent.cuda import _runtime
 from nbxent.cuda._arrays import finish, to_kernel
+
+
+class CudaBceOptions(NamedTuple):
+    """The scalar options of the CUDA BCE kernel, as one record of fixed field types."""
+
+    B: int                #: the plan's grid sizes (weights broadcast over them)
+    K: int
+    logits: bool          #: BCE-with-logits
+    has_weight: bool
+    has_pos_weight: bool
+    reduction: int        #: NONE / MEAN / SUM
+    numel: float          #: the 'mean' divisor
+    want_gx: bool
+    want_gy: bool
+    write_loss: bool
 
 
 def _io_dtype(plan):
@@ -38,7 +56,7 @@ def _broadcast_arg(cuda, plan, name, arr, info):
 
 
 def _check_range_device(cuda, plan, x, y):
-    from nbxent.cuda._bce_kernels import bce_check_kernel
+    from nbxent.bce.cuda_kernels import bce_check_kernel
 
     n = plan.numel
     grid = _runtime.grid_for(n)
@@ -59,7 +77,7 @@ def _check_range_device(cuda, plan, x, y):
 def run(plan, input, target, weight, pos_weight, *, grad_output=None, want_loss=True,
         want_gx=False, want_gy=False, out=None):
     """Launch the elementwise kernel; returns ``(loss, grad_input, grad_target)``."""
-    from nbxent.cuda._bce_kernels import bce_kernel
+    from nbxent.bce.cuda_kernels import bce_kernel
     from nbxent.cuda._reduce_kernels import combine_kernel
 
     cuda = _runtime.cuda_module()
@@ -97,10 +115,11 @@ def run(plan, input, target, weight, pos_weight, *, grad_output=None, want_loss=
     grid = _runtime.grid_for(max(n, 1))
     partial = cuda.device_array(grid, dtype=np.float64)
     _, B, K = plan.grid
-    bce_kernel[grid, tpb](x, y, w, wst, pw, pst, np.int64(B), np.int64(K), np.int64(plan.logits),
-                          np.int64(weight is not None), np.int64(pos_weight is not None),
-                          np.int64(red), g, np.float64(n), np.int64(want_gx), np.int64(want_gy),
-                          np.int64(write_loss), loss, gx, gy, partial)
+    opts = CudaBceOptions(B=int(B), K=int(K), logits=bool(plan.logits),
+                          has_weight=weight is not None, has_pos_weight=pos_weight is not None,
+                          reduction=int(red), numel=float(n), want_gx=bool(want_gx),
+                          want_gy=bool(want_gy), write_loss=bool(write_loss))
+    bce_kernel[grid, tpb](x, y, w, wst, pw, pst, g, opts, loss, gx, gy, partial)
     res = [None, None, None]
     if want_loss:
         if red == NONE:

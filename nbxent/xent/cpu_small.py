@@ -3,26 +3,29 @@
 For a (32, 10) input the general path's Python work (metadata checks, a frozen plan, four
 normalising copies, three Numba calls) costs ~10x the arithmetic. Here:
 
-* the :class:`~nbxent._ce_validate.CEPlan` is cached per call signature (shapes, dtypes,
+* the :class:`~nbxent.xent.validate.CEPlan` is cached per call signature (shapes, dtypes,
   options with their types), so repeated calls skip the metadata checks; a signature that
   raises is never cached, so every bad call still raises the same exception;
 * arrays that already are what the kernel needs (C-contiguous float32/float64 input,
   int64 targets, compute-dtype weights) go in without copies, and "no weight" is one
   cached read-only ones array per (C, dtype);
-* one serial Numba call (:func:`nbxent._ce_cpu.index_rows_serial`) checks the targets,
+* one serial Numba call (:func:`nbxent.xent.cpu_index.index_rows_serial`) checks the targets,
   runs the rows and reduces, with the very functions of the general path, so both give
   the same bits.
 
 Anything else (spatial, probability targets, float16, non-contiguous or big inputs,
-``'elementwise_mean'``, device arrays) returns None and takes the general path.
+``'elementwise_mean'``, an ``out=`` that overlaps the input other than exactly, device
+arrays) returns None and takes the general path.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from nbxent._ce_cpu import PARALLEL_MIN, index_rows_serial
-from nbxent._ce_validate import check_out, plan_cross_entropy, scan_targets
-from nbxent._common import MEAN, NONE
+from nbxent._core.arrays import check_out
+from nbxent._core.jit import GRAD_IN_PLACE, GRAD_INTO, GRAD_NONE
+from nbxent._core.reduction import MEAN, NONE
+from nbxent.xent.cpu_index import PARALLEL_MIN, index_rows_serial, scan_targets
+from nbxent.xent.validate import kernel_options, plan_cross_entropy
 
 __all__ = ["cross_entropy_small"]
 
@@ -76,7 +79,9 @@ def cross_entropy_small(fname, x, target, weight, ignore_index, reduction, label
     (gradient of the returned value; into ``out`` when given, validated here).
     """
     if (type(x) is not np.ndarray or type(target) is not np.ndarray
-            or (weight is not None and type(weight) is not np.ndarray)
+            or not target.dtype.isnative
+            or (weight is not None and (type(weight) is not np.ndarray
+                                        or not weight.dtype.isnative))
             or reduction not in _REDUCTIONS or x.ndim > 2 or x.size > PARALLEL_MIN):
         return None
     xdt = x.dtype
@@ -98,27 +103,28 @@ def cross_entropy_small(fname, x, target, weight, ignore_index, reduction, label
     else:
         w = np.ascontiguousarray(weight, dtype=cdt)
     x2 = x.reshape(N, C)
-    mode = 0
+    grad_mode = GRAD_NONE
     grad = None
     if want_grad:
         if out is None:
             grad = np.empty_like(x)
-            mode = 1
+            grad_mode = GRAD_INTO
         else:
-            check_out(fname, plan, out)
+            check_out(fname, out, plan.input_shape, plan.input_dtype)
             if out is x:
-                mode = 2
-            elif np.may_share_memory(out, x):
+                grad_mode = GRAD_IN_PLACE
+            elif (np.may_share_memory(out, x) or np.may_share_memory(out, t)
+                  or np.may_share_memory(out, w)):
                 return None
             else:
-                mode = 1
+                grad_mode = GRAD_INTO
             grad = out
         g2 = grad.reshape(N, C)
     else:
         g2 = np.empty((0, 0), dtype=cdt)
     loss = np.empty(N)
-    bad, total, _ = index_rows_serial(x2, t, w, plan.has_weight, plan.ignore_index, plan.eps,
-                                      _ONE, 0, plan.reduction == MEAN, loss, g2, mode)
+    opts = kernel_options(plan, grad_mode, 0, mean=plan.reduction == MEAN)
+    bad, total, _ = index_rows_serial(x2, t, w, _ONE, opts, loss, g2)
     if bad >= 0:
         scan_targets(plan, t, w, target.shape)     # raises torch's IndexError
     if plan.reduction == NONE and not plan.unbatched:

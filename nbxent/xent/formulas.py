@@ -1,0 +1,130 @@
+"""Scalar formulas of cross_entropy / nll_loss (loss AND gradient), shared by both backends.
+
+Every function here is plain Python over ``math`` only, compiled for the CPU
+with ``numba.njit(inline="always")``. The CUDA backend compiles the very same
+source with ``cuda.jit(device=True)(f.py_func)`` (nbxent/cuda/_device_math.py), so
+the two backends cannot drift apart: keep these free of NumPy calls, arrays,
+exceptions, float literals in gradient arithmetic (they would promote float32
+kernels to float64) and anything else the CUDA target cannot compile.
+
+Notation (per sample ``s``, row of logits ``x``, class-index target ``t``):
+
+    m        = max_c x_c                      (row max, the shift)
+    s_other  = sum_{c != t} exp(x_c - m)      (the target's own term left out)
+    e_t      = exp(x_t - m)
+    lse      = m + log(s_other + e_t)         (log-sum-exp of the row)
+    loss_t   = lse - x_t = -log p_t
+
+Why ``s_other`` is kept apart from ``e_t``: when the target is the row max
+``e_t == 1`` exactly and ``loss_t = log1p(s_other)`` keeps full relative
+accuracy for tiny losses (confident rows), where ``log(1 + s_other)`` would
+round ``1 + s_other`` to 1 and return 0. When the target is not the row max,
+``loss_t >= log 2`` and the plain form ``(m - x_t) + log(s)`` has no
+cancellation (both terms are >= 0).
+"""
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from nbxent._core.jit import CACHE
+
+__all__ = ["index_loss", "target_p_minus_1", "smooth_mix", "lse_from", "log_prob",
+           "smooth_target", "index_grad_scale", "index_grad_target", "index_grad_other"]
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def index_loss(m, x_t, s_other, e_t):
+    """``-log softmax(x)_t`` (float64) from the row max, the target logit and the split sum.
+
+    NaN when the row holds +inf (torch: ``inf - inf``), NaN or is all -inf;
+    +inf when ``x_t = -inf`` and the rest of the row is finite.
+    """
+    if x_t == m:
+        if math.isinf(m):
+            # torch evaluates inf - inf (a +inf row, or an all -inf row); keep its NaN.
+            return math.nan
+        # The target holds the row max, so p_t = 1 / (1 + s_other) exactly.
+        return math.log1p(s_other)
+    return (m - x_t) + math.log(s_other + e_t)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def target_p_minus_1(loss_t):
+    """``p_t - 1 = exp(-loss_t) - 1`` through ``expm1``: exact-ish even when ``p_t`` is ~1."""
+    return math.expm1(-loss_t)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def smooth_mix(nll, smooth, eps, n_classes):
+    """Label-smoothed per-sample loss ``(1 - eps) * nll + (eps / C) * smooth``."""
+    return (1.0 - eps) * nll + (eps / n_classes) * smooth
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def lse_from(m, s):
+    """Log-sum-exp ``m + log(s)`` from the row max and the shifted sum of exps."""
+    return m + math.log(s)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def log_prob(x_c, m, log_s):
+    """``log softmax(x)_c = (x_c - m) - log(s)``: both terms <= 0, so no cancellation.
+
+    (``x_c - lse`` would lose the low bits of ``lse = m + log(s)`` when the result is small.)
+    """
+    return (x_c - m) - log_s
+
+
+# ----------------------------------------------------------------------------- gradients
+# Label smoothing enters every formula below through ``omeps = 1 - eps`` and
+# ``epsc = eps / C`` (typed by the caller: the input's dtype on CUDA, float64 on the CPU
+# scalar paths) and the flag ``smooth = eps > 0``. With ``smooth`` false the smoothing
+# terms are skipped, not multiplied by 0: a NaN or inf class weight that no sample
+# targets must not turn the gradient into ``0 * NaN`` (torch's gradient is finite there).
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def smooth_target(q, omeps, epsc, smooth):
+    """torch's smoothed probability target ``(1 - eps) * q + eps / C`` (``q`` when not smoothing)."""
+    if smooth:
+        return omeps * q + epsc
+    return q
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def index_grad_scale(gs, wt, sumw, omeps, epsc, smooth):
+    """The factor of ``p_j`` in the class-index gradient: ``g_s((1-eps) w_t + (eps/C) sum_c w_c)``.
+
+    ``d/dx_j = p_j * index_grad_scale - g_s (eps/C) w_j - g_s (1-eps) w_t [j == t]``.
+    """
+    a = omeps * (gs * wt)
+    if smooth:
+        return a + (epsc * gs) * sumw
+    return a
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def index_grad_target(gs, wt, sumw, omeps, epsc, smooth, pm1, p_t):
+    """``d/dx_t = g_s ((1-eps) w_t (p_t - 1) + (eps/C)(p_t sum_c w_c - w_t))``.
+
+    ``pm1 = p_t - 1`` comes from a cancellation-free form (``expm1(-loss_t)`` or
+    ``-s_other / s``) and ``p_t = e_t / s`` directly, never as ``1 + pm1``: for a
+    small ``p_t`` (``p_t ~ 1/C`` under full smoothing) ``1 + pm1`` would lose
+    ``log2(1/p_t)`` bits. The remaining difference ``p_t sum_c w_c - w_t`` carries only
+    the rounding of its operands (relative error <= 3u of ``|p_t sum_c w_c|``), which is
+    the conditioning of the gradient itself: a 1-ulp change of ``x_t`` moves ``p_t`` by
+    as much (torch's autograd evaluates the same difference).
+    """
+    a = omeps * (gs * wt)
+    if smooth:
+        return a * pm1 + (epsc * gs) * (sumw * p_t - wt)
+    return a * pm1
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def index_grad_other(p_j, scale, gs, epsc, w_j, smooth):
+    """``d/dx_j`` for ``j != t``: ``p_j * scale - g_s (eps/C) w_j`` (``scale``: index_grad_scale)."""
+    if smooth:
+        return p_j * scale - (epsc * gs) * w_j
+    return p_j * scale
