@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import nbxent
-from nbxent import _bce_api, _bce_cpu
-from nbxent._bce_validate import plan_forward
+from nbxent import functional as _bce_api
+from nbxent.bce import cpu as _bce_cpu
+from nbxent.bce.validate import plan_forward
 
 BCE, BCEWL = nbxent.binary_cross_entropy, nbxent.binary_cross_entropy_with_logits
 BCE_B, BCEWL_B = nbxent.binary_cross_entropy_backward, nbxent.binary_cross_entropy_with_logits_backward

@@ -39,7 +39,7 @@ MAX_ULPS = {}
 def _float32_transcendentals(fn, out, x, y, pw, num):
     """Extra allowance of the float32 kernels, whose exp/log/log1p are float32 functions.
 
-    ``nbxent._fastmath`` guarantees <= 1 ulp for each, and 1 ulp <= eps32 * |value|
+    ``nbxent._cpu.fastmath`` guarantees <= 1 ulp for each, and 1 ulp <= eps32 * |value|
     (tests/test_fastmath.py); the rest of the formula is float64 as above. Per output:
 
     * BCE loss: each clamped log enters one term of ``scale_loss`` multiplied by a

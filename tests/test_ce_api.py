@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nbxent
-import nbxent._ce_api
+import nbxent.functional
 from ce_support import K_VALUE, assert_close, u
 
 F64 = np.float64
@@ -27,7 +27,7 @@ def near(actual, expected, mag=8.0):
 
 
 def test_docstring_examples_run():
-    res = doctest.testmod(nbxent._ce_api, optionflags=doctest.NORMALIZE_WHITESPACE)
+    res = doctest.testmod(nbxent.functional, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 6 and res.failed == 0
 
 

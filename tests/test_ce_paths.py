@@ -8,8 +8,8 @@ import pytest
 
 import nbxent
 from ce_support import K_GRAD, K_VALUE, assert_close, ce_scales, u
-from nbxent._ce_cpu import PARALLEL_MIN
-from nbxent._ce_cpu_rows import CB
+from nbxent._cpu.threads import PARALLEL_MIN
+from nbxent.xent.cpu_rows import CB
 
 
 def _ref_rows(x, t):
