@@ -125,4 +125,4 @@ def test_tiny_float32_logit_losses_are_accurate_where_torch_gives_zero():
         torch.from_numpy(x), torch.from_numpy(y), reduction="none").numpy()
     # one rounding to float32: at most 1 ulp from the exact value (float32 normal range)
     assert np.all(np.abs(ours - exact) <= np.spacing(exact.astype(np.float32))), (ours, exact)
-    assert theirs[0] == 0.0  # the torch limitation this guards against (spec section 14)
+    assert theirs[0] == 0.0  # the torch limitation this guards against (docs/semantics.md §14)

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python tests/golden/make_bce_golden.py`` (deterministic; no randomness).
 
 Every case is evaluated at 60 significant digits from the exact binary values of the
-inputs (already rounded to the case's dtype), with torch's formulas of spec section 0:
+inputs (already rounded to the case's dtype), with torch's formulas of docs/semantics.md §0:
 
 * BCE: ``(y - 1)*max(log(1 - x), -100) - y*max(log(x), -100)``; d/dx
   ``(x - y)/max((1 - x)*x, float32(1e-12))``; d/dy ``log((1 - x)/x)`` (unclamped).
