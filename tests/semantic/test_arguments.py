@@ -161,3 +161,28 @@ def test_bce_gradients_at_zero_and_one_are_infinite_not_an_error(backend, fn):
     else:
         gx = backend.binary_cross_entropy_backward(np.array(1.0), x, y, reduction="sum")
     assert np.isfinite(gx).all()
+
+
+@pytest.mark.parametrize("case", CALLS, ids=[c[0] for c in CALLS])
+def test_torch_cpu_tensors_are_read_as_arrays(backend, case):
+    torch = pytest.importorskip("torch")
+    fn, args, kw = case
+    want = getattr(backend, fn)(*args, **kw)
+    targs, tkw = _convert(args, kw, torch.from_numpy)
+    got = getattr(backend, fn)(*targs, **tkw)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", CALLS, ids=[c[0] for c in CALLS])
+def test_a_tensor_that_requires_grad_is_refused_by_name(backend, case):
+    torch = pytest.importorskip("torch")
+    fn, args, kw = case
+    names = (["grad_output"] if fn.endswith("_backward") else []) + ["input", "target"]
+    i = names.index("input")
+    targs = list(args)
+    targs[i] = torch.from_numpy(args[i].copy()).requires_grad_(True)
+    with pytest.raises(TypeError) as info:
+        getattr(backend, fn)(*targs, **kw)
+    msg = str(info.value)
+    assert msg.startswith(f"{fn}: argument 'input'") and "requires grad" in msg and "detach" in msg
