@@ -18,8 +18,8 @@ def _drop_stale_numba_cache() -> None:
     """Delete nbxent's on-disk Numba cache when any nbxent source changed.
 
     Numba keys a cached kernel on its own file's timestamp only; a kernel that
-    inlines a formula from another module (nbxent/xent/formulas.py, nbxent/bce/formulas.py, nbxent/_cpu/fastmath.py)
-    would otherwise keep running the old formula after that module changes.
+    inlines a formula from another module (nbxent/xent/formulas.py, nbxent/bce/formulas.py,
+    nbxent/_cpu/fastmath.py) would otherwise keep running the old formula after that module changes.
     """
     pkg = pathlib.Path(__file__).resolve().parent.parent / "nbxent"
     digest = hashlib.sha256()

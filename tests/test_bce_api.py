@@ -4,7 +4,6 @@ determinism across thread counts, and the docstring examples."""
 from __future__ import annotations
 
 import doctest
-import warnings
 
 import numba
 import numpy as np
@@ -246,7 +245,8 @@ def test_non_contiguous_inputs_give_the_contiguous_results(layout):
         np.testing.assert_array_equal(fn(x, y, reduction="none"), fn(base_x, base_y, reduction="none"))
         np.testing.assert_array_equal(fn(x, y), fn(base_x, base_y))
     g = make(rng.random((6, 8)))
-    np.testing.assert_array_equal(BCE_B(g, x, y, reduction="none"), BCE_B(np.ascontiguousarray(g), base_x, base_y, reduction="none"))
+    np.testing.assert_array_equal(BCE_B(g, x, y, reduction="none"),
+                                  BCE_B(np.ascontiguousarray(g), base_x, base_y, reduction="none"))
 
 
 def test_inputs_are_never_modified():
@@ -255,7 +255,8 @@ def test_inputs_are_never_modified():
     g = rng.random((5, 7))
     copies = [a.copy() for a in (x, y, w, pw, g)]
     BCE(x, y, weight=w), BCEWL(x, y, weight=w, pos_weight=pw)
-    BCE_B(g, x, y, weight=w, reduction="none"), BCEWL_B(g, x, y, weight=w, pos_weight=pw, reduction="none", wrt="target")
+    BCE_B(g, x, y, weight=w, reduction="none")
+    BCEWL_B(g, x, y, weight=w, pos_weight=pw, reduction="none", wrt="target")
     nbxent.binary_cross_entropy_with_grad(x, y, weight=w)
     nbxent.binary_cross_entropy_with_logits_with_grad(x, y, weight=w, pos_weight=pw)
     for a, c in zip((x, y, w, pw, g), copies):

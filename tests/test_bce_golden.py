@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nbxent
+
 from bce_support import EPS32, SUB32, assert_scaled_close
 
 _PATH = os.path.join(os.path.dirname(__file__), "golden", "bce_golden.json")

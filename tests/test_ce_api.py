@@ -9,6 +9,7 @@ import pytest
 
 import nbxent
 import nbxent.functional
+
 from ce_support import K_VALUE, assert_close, u
 
 F64 = np.float64

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import nbxent
+
 from ce_support import torch_call
 
 f32 = np.float32

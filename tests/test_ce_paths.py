@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import nbxent
-from ce_support import K_GRAD, K_VALUE, assert_close, ce_scales, u
 from nbxent._cpu.threads import PARALLEL_MIN
 from nbxent.xent.cpu_rows import CB
+
+from ce_support import K_GRAD, K_VALUE, assert_close, ce_scales, u
 
 
 def _ref_rows(x, t):

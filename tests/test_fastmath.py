@@ -13,8 +13,6 @@ bound they check by many orders of magnitude:
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import pytest

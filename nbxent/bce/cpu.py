@@ -41,6 +41,15 @@ import numba
 import numpy as np
 from numba import prange
 
+from nbxent._core.arrays import unaliased
+from nbxent._core.jit import CACHE
+from nbxent._core.reduction import MEAN, NONE, neumaier_add
+from nbxent.bce.cpu_f32 import (
+    bce_kernel_f32,
+    bce_kernel_f32_serial,
+    bcewl_kernel_f32,
+    bcewl_kernel_f32_serial,
+)
 from nbxent.bce.formulas import (
     bce_grad_input,
     bce_grad_target,
@@ -50,11 +59,6 @@ from nbxent.bce.formulas import (
     bcewl_loss,
     bcewl_loss_and_grad,
 )
-from nbxent._core.arrays import unaliased
-from nbxent._core.jit import CACHE
-from nbxent._core.reduction import MEAN, NONE, neumaier_add
-from nbxent.bce.cpu_f32 import (bce_kernel_f32, bce_kernel_f32_serial, bcewl_kernel_f32,
-                                bcewl_kernel_f32_serial)
 from nbxent.bce.validate import BcePlan, check_probabilities
 
 

@@ -51,6 +51,9 @@ import numba
 import numpy as np
 from numba import prange
 
+from nbxent._core.jit import CACHE
+from nbxent._core.reduction import NONE
+from nbxent._cpu.fastmath import exp_f32, log1p_f32, log_f32
 from nbxent.bce.formulas import (
     bce_grad_input,
     bce_grad_target,
@@ -59,9 +62,6 @@ from nbxent.bce.formulas import (
     bcewl_grad_target,
     bcewl_loss_parts,
 )
-from nbxent._core.jit import CACHE
-from nbxent._core.reduction import NONE
-from nbxent._cpu.fastmath import exp_f32, log1p_f32, log_f32
 
 _inline = numba.njit(inline="always", cache=CACHE)
 # error_model="numpy": a float division by zero gives IEEE inf/NaN instead of a Python

@@ -8,9 +8,9 @@ only the per-block first-bad indices and the one offending element come back).
 """
 from __future__ import annotations
 
-import numpy as np
-
 from typing import NamedTuple
+
+import numpy as np
 
 from nbxent._core.dtypes import compute_dtype
 from nbxent._core.reduction import MEAN, NONE

@@ -18,8 +18,14 @@ import numpy as np
 from numba import cuda
 
 from nbxent._core.reduction import MEAN, NONE
-from nbxent.cuda._device_math import (bce_grad_input, bce_grad_target, bce_loss, bcewl_grad_input,
-                                      bcewl_grad_target, bcewl_loss)
+from nbxent.cuda._device_math import (
+    bce_grad_input,
+    bce_grad_target,
+    bce_loss,
+    bcewl_grad_input,
+    bcewl_grad_target,
+    bcewl_loss,
+)
 from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
 
 

@@ -3,10 +3,11 @@
 For each of ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy`` and
 ``binary_cross_entropy_with_logits`` there are ``L``, ``L_backward`` and
 ``L_with_grad``: the very functions of ``nbxent.functional`` with the backend pinned
-to CUDA (same signatures, docstrings, validation and semantics, torch 2.13). Arguments may be NumPy arrays (copied to the device; results come
-back as NumPy) or device arrays (numba device arrays, or anything exposing
-``__cuda_array_interface__``: CuPy, torch CUDA tensors; used zero-copy when
-C-contiguous with the kernel's dtype; results are numba device arrays).
+to CUDA (same signatures, docstrings, validation and semantics, torch 2.13).
+Arguments may be NumPy arrays (copied to the device; results come back as NumPy)
+or device arrays (numba device arrays, or anything exposing ``__cuda_array_interface__``:
+CuPy, torch CUDA tensors; used zero-copy when C-contiguous with the kernel's dtype;
+results are numba device arrays).
 
 Importing this package is cheap and never imports ``numba.cuda``: the first call
 does, and raises ONE clear error when it cannot run (ImportError naming the

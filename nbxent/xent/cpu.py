@@ -14,8 +14,15 @@ from nbxent._core.jit import GRAD_IN_PLACE, GRAD_INTO, GRAD_NONE
 from nbxent._core.reduction import MEAN, NONE, neumaier_sum, weight_sum
 from nbxent.xent.cpu_index import run_index, run_nll, scan_targets
 from nbxent.xent.cpu_prob import run_prob
-from nbxent.xent.validate import (CEPlan, host_input, host_target_index, host_target_prob,
-                                  host_weight, kernel_options, values_without_classes)
+from nbxent.xent.validate import (
+    CEPlan,
+    host_input,
+    host_target_index,
+    host_target_prob,
+    host_weight,
+    kernel_options,
+    values_without_classes,
+)
 
 __all__ = ["run"]
 

@@ -48,8 +48,10 @@ from nbxent._core.jit import CACHE, GRAD_NONE
 from nbxent._core.reduction import neumaier_sum, weight_sum
 from nbxent._cpu.fastmath import cast_like
 from nbxent._cpu.threads import PARALLEL_MIN, use_parallel
-from nbxent.xent.cpu_rows import index_row as _index_row, n_blocks
-from nbxent.xent.cpu_spatial import KBLOCK, index_block as _index_block
+from nbxent.xent.cpu_rows import index_row as _index_row
+from nbxent.xent.cpu_rows import n_blocks
+from nbxent.xent.cpu_spatial import KBLOCK
+from nbxent.xent.cpu_spatial import index_block as _index_block
 from nbxent.xent.validate import CEPlan
 
 __all__ = ["PARALLEL_MIN", "index_rows_serial", "run_index", "run_nll", "scan_targets"]

@@ -39,8 +39,13 @@ from numba import njit
 from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff
 from nbxent._cpu.rows import FASTMATH, scale_seg, seg_max, sum_exp, sum_wx
-from nbxent.xent.formulas import (index_grad_scale, index_grad_target, index_loss, smooth_mix,
-                                  target_p_minus_1)
+from nbxent.xent.formulas import (
+    index_grad_scale,
+    index_grad_target,
+    index_loss,
+    smooth_mix,
+    target_p_minus_1,
+)
 
 #: Columns per block: 32 KB of float32 logits plus their gradient fit a core's L2 with room
 #: to spare, and the per-block scalar work (two float64 exps) is noise next to 8192 exps.

@@ -21,8 +21,8 @@ block is first copied into a contiguous ``(C, nb)`` tile (see the kernel for why
 
 The target's term is masked out of the sum by a multiply, not a select: a select into an
 array slot compiles to a masked store (microcoded here). ``e * 0`` is NaN only when ``e``
-is, and then the loss is NaN anyway. Summing ``C`` float64 terms in class order gives a relative error of at most
-``(C - 1) * u64`` in ``s``, far below the float32 result's last bit.
+is, and then the loss is NaN anyway. Summing ``C`` float64 terms in class order gives a
+relative error of at most ``(C - 1) * u64`` in ``s``, far below the float32 result's last bit.
 """
 from __future__ import annotations
 

@@ -11,10 +11,10 @@ and its gradient is a scaled one-hot, so it needs no row reduction.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from types import SimpleNamespace
 from typing import NamedTuple
+
+import numpy as np
 
 from nbxent._core.arrays import target_out_of_bounds
 from nbxent._core.jit import GRAD_INTO, GRAD_NONE
@@ -119,8 +119,8 @@ def _device_scan(cuda, plan, t_dev, w_dev, target_shape):
 def run(plan, fname, x, target, weight, *, grad_output=None, want_loss=True, want_grad=False,
         want_gt=False, out=None):
     """Launch the fused kernel; returns ``(loss, grad_input, grad_target)`` (None where not asked)."""
-    from nbxent.xent.cuda_kernels import ce_rows_kernel, nll_kernel
     from nbxent.cuda._reduce_kernels import combine_kernel
+    from nbxent.xent.cuda_kernels import ce_rows_kernel, nll_kernel
 
     cuda = _runtime.cuda_module()
     j = _prepare(cuda, plan, fname, x, target, weight, grad_output)

@@ -33,9 +33,18 @@ import numpy as np
 from numba import cuda
 
 from nbxent._core.reduction import MEAN, NONE
-from nbxent.cuda._device_math import (index_grad_other, index_grad_scale, index_grad_target,
-                                      index_loss, lse_finish, lse_merge, lse_push, smooth_mix,
-                                      smooth_target, target_p_minus_1)
+from nbxent.cuda._device_math import (
+    index_grad_other,
+    index_grad_scale,
+    index_grad_target,
+    index_loss,
+    lse_finish,
+    lse_merge,
+    lse_push,
+    smooth_mix,
+    smooth_target,
+    target_p_minus_1,
+)
 from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
 
 

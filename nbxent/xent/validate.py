@@ -4,8 +4,8 @@ Two parts, so that the CUDA backend reuses the first on device arrays:
 
 * **Metadata part** (:func:`plan_cross_entropy`, :func:`plan_nll_loss`,
   :func:`check_grad_output_shape`, :func:`parse_wrt`): looks only at ``.shape``, ``.ndim``
-  and ``.dtype``, so NumPy arrays and CUDA device arrays both work. Returns a frozen :class:`CEPlan` or raises torch's exception type
-  with a message naming the function, the argument and the value.
+  and ``.dtype``, so NumPy arrays and CUDA device arrays both work. Returns a frozen
+  :class:`CEPlan` or raises torch's exception type with a message naming the function, the argument and the value.
 * **Value part** (the ``host_*`` normalisers): reads host memory. The targets' range
   check (:func:`nbxent.xent.cpu_index.scan_targets`) runs before any kernel indexes with
   a target.
@@ -54,8 +54,8 @@ from nbxent._core.reduction import NONE, parse_reduction
 __all__ = [
     "CEPlan", "XentOptions", "kernel_options", "plan_cross_entropy", "plan_nll_loss",
     "check_grad_output", "check_grad_output_shape",
-    "parse_wrt", "values_without_classes", "host_input", "host_target_index", "host_target_prob", "host_weight",
-    "host_grad_output",
+    "parse_wrt", "values_without_classes", "host_input", "host_target_index", "host_target_prob",
+    "host_weight", "host_grad_output",
 ]
 
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import nbxent.cuda as nc
+
 from _cuda_helpers import assert_close, tol, torch_ce
 
 C = 37  # not a multiple of the block size: the class loop has a ragged tail

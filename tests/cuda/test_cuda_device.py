@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import nbxent.cuda as nc
+
 from _cuda_helpers import host
 
 

@@ -91,7 +91,7 @@ def _bcewl_case(x, y, pw):
 def main() -> None:
     cases = []
     for dtype in (np.float32, np.float64):
-        rd = lambda v: float(dtype(v))  # noqa: E731  (inputs are exact values of the dtype)
+        rd = lambda v, dtype=dtype: float(dtype(v))  # noqa: E731  (inputs are exact values of the dtype)
         for x in dict.fromkeys(map(rd, BCE_X)):
             for y in dict.fromkeys(map(rd, BCE_Y)):
                 cases.append(dict(fn="bce", dtype=dtype.__name__, x=x.hex(), y=y.hex(), pw=None,
