@@ -68,6 +68,34 @@ def _bce(plan, input, target, weight, pos_weight, *, grad_output=None, want_loss
                want_loss=want_loss, want_gx=want_gx, want_gy=want_gy, out=out)
 
 
+def _bce_call(fname, logits, grad_output, input, target, weight, pos_weight, reduction, **run):
+    """Normalise and validate one BCE call, then run it: ``(loss, grad_input, grad_target)``."""
+    x, y = as_array(fname, "input", input), as_array(fname, "target", target)
+    w, pw = as_array(fname, "weight", weight), as_array(fname, "pos_weight", pos_weight)
+    plan = _bv.plan_forward(fname, logits, x, y, w, pw, reduction)
+    if grad_output is not None:
+        grad_output = as_array(fname, "grad_output", grad_output)
+        _bv.plan_backward(plan, grad_output, run["wrt"])
+        wrt = run.pop("wrt")
+        run.update(grad_output=grad_output, want_loss=False, want_gx=wrt == "input",
+                   want_gy=wrt == "target")
+    if run.get("out") is not None:
+        check_out(fname, run["out"], plan.shape, plan.input_dtype)
+    return _bce(plan, x, y, w, pw, **run)
+
+
+def _bce_backward(fname, logits, grad_output, input, target, weight, pos_weight, reduction, wrt):
+    _, gx, gy = _bce_call(fname, logits, grad_output, input, target, weight, pos_weight,
+                          reduction, wrt=wrt)
+    return gx if wrt == "input" else gy
+
+
+def _bce_with_grad(fname, logits, input, target, weight, pos_weight, reduction, out):
+    loss, grad, _ = _bce_call(fname, logits, None, input, target, weight, pos_weight, reduction,
+                              want_gx=True, out=out)
+    return loss, grad
+
+
 def _small_ok() -> bool:
     """The CPU short path may run (it is CPU-only, so not when CUDA is pinned)."""
     return pinned_backend() is None
@@ -385,11 +413,7 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[A
         >>> float(binary_cross_entropy(x, y))
         34.02648051389328
     """
-    fname = "binary_cross_entropy"
-    x, y, w = (as_array(fname, "input", input), as_array(fname, "target", target),
-               as_array(fname, "weight", weight))
-    plan = _bv.plan_forward(fname, False, x, y, w, None, reduction)
-    return _bce(plan, x, y, w, None)[0]
+    return _bce_call("binary_cross_entropy", False, None, input, target, weight, None, reduction)[0]
 
 
 def binary_cross_entropy_backward(grad_output: ArrayLike, input: ArrayLike, target: ArrayLike,
@@ -427,14 +451,8 @@ def binary_cross_entropy_backward(grad_output: ArrayLike, input: ArrayLike, targ
         >>> binary_cross_entropy_backward(np.array(1.0), x, y, reduction="sum", wrt="target")
         array([1.09861229,        inf])
     """
-    fname = "binary_cross_entropy_backward"
-    g, x, y, w = (as_array(fname, "grad_output", grad_output), as_array(fname, "input", input),
-                  as_array(fname, "target", target), as_array(fname, "weight", weight))
-    plan = _bv.plan_forward(fname, False, x, y, w, None, reduction)
-    _bv.plan_backward(plan, g, wrt)
-    _, gx, gy = _bce(plan, x, y, w, None, grad_output=g, want_loss=False,
-                     want_gx=wrt == "input", want_gy=wrt == "target")
-    return gx if wrt == "input" else gy
+    return _bce_backward("binary_cross_entropy_backward", False, grad_output, input, target, weight,
+                         None, reduction, wrt)
 
 
 def binary_cross_entropy_with_grad(input: ArrayLike, target: ArrayLike,
@@ -466,13 +484,8 @@ def binary_cross_entropy_with_grad(input: ArrayLike, target: ArrayLike,
         >>> float(loss), grad
         (1.0397207708399179, array([-2.,  1.]))
     """
-    fname = "binary_cross_entropy_with_grad"
-    x, y, w = (as_array(fname, "input", input), as_array(fname, "target", target),
-               as_array(fname, "weight", weight))
-    plan = _bv.plan_forward(fname, False, x, y, w, None, reduction)
-    check_out(fname, out, plan.shape, plan.input_dtype)
-    loss, grad, _ = _bce(plan, x, y, w, None, want_gx=True, out=out)
-    return loss, grad
+    return _bce_with_grad("binary_cross_entropy_with_grad", False, input, target, weight, None,
+                          reduction, out)
 
 
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike,
@@ -516,11 +529,8 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike,
         >>> float(binary_cross_entropy_with_logits(x, y, pos_weight=np.array(2.0), reduction="sum"))
         1.2614156558784362
     """
-    fname = "binary_cross_entropy_with_logits"
-    x, y, w, pw = (as_array(fname, "input", input), as_array(fname, "target", target),
-                   as_array(fname, "weight", weight), as_array(fname, "pos_weight", pos_weight))
-    plan = _bv.plan_forward(fname, True, x, y, w, pw, reduction)
-    return _bce(plan, x, y, w, pw)[0]
+    return _bce_call("binary_cross_entropy_with_logits", True, None, input, target, weight, pos_weight,
+                     reduction)[0]
 
 
 def binary_cross_entropy_with_logits_backward(grad_output: ArrayLike, input: ArrayLike,
@@ -557,15 +567,8 @@ def binary_cross_entropy_with_logits_backward(grad_output: ArrayLike, input: Arr
         >>> binary_cross_entropy_with_logits_backward(np.array(1.0), x, y, reduction="sum")
         array([-5.00000000e-01, -4.24835426e-18])
     """
-    fname = "binary_cross_entropy_with_logits_backward"
-    g, x, y = (as_array(fname, "grad_output", grad_output), as_array(fname, "input", input),
-               as_array(fname, "target", target))
-    w, pw = as_array(fname, "weight", weight), as_array(fname, "pos_weight", pos_weight)
-    plan = _bv.plan_forward(fname, True, x, y, w, pw, reduction)
-    _bv.plan_backward(plan, g, wrt)
-    _, gx, gy = _bce(plan, x, y, w, pw, grad_output=g, want_loss=False,
-                     want_gx=wrt == "input", want_gy=wrt == "target")
-    return gx if wrt == "input" else gy
+    return _bce_backward("binary_cross_entropy_with_logits_backward", True, grad_output, input,
+                         target, weight, pos_weight, reduction, wrt)
 
 
 def binary_cross_entropy_with_logits_with_grad(input: ArrayLike, target: ArrayLike,
@@ -600,10 +603,5 @@ def binary_cross_entropy_with_logits_with_grad(input: ArrayLike, target: ArrayLi
         >>> float(loss), grad
         (2.820075191602918, array([-0.5       ,  0.88079708]))
     """
-    fname = "binary_cross_entropy_with_logits_with_grad"
-    x, y, w, pw = (as_array(fname, "input", input), as_array(fname, "target", target),
-                   as_array(fname, "weight", weight), as_array(fname, "pos_weight", pos_weight))
-    plan = _bv.plan_forward(fname, True, x, y, w, pw, reduction)
-    check_out(fname, out, plan.shape, plan.input_dtype)
-    loss, grad, _ = _bce(plan, x, y, w, pw, want_gx=True, out=out)
-    return loss, grad
+    return _bce_with_grad("binary_cross_entropy_with_logits_with_grad", True, input, target, weight,
+                          pos_weight, reduction, out)

@@ -49,6 +49,8 @@ from nbxent.bce.cpu_f32 import (
     bce_kernel_f32_serial,
     bcewl_kernel_f32,
     bcewl_kernel_f32_serial,
+    grid_next,
+    grid_origin,
 )
 from nbxent.bce.formulas import (
     bce_grad_input,
@@ -95,10 +97,7 @@ def _bce_block(blk, x, y, w, geo, g, opts, out, gx, gy, part):
     nB, nK, s0, s1, s2 = geo
     start = blk * BLOCK
     end = min(n, start + BLOCK)
-    r = start // nK
-    k = start - r * nK
-    a = r // nB
-    b = r - a * nB
+    a, b, k = grid_origin(start, nB, nK)
     hi = 0.0
     lo = 0.0
     i = start
@@ -122,11 +121,7 @@ def _bce_block(blk, x, y, w, geo, g, opts, out, gx, gy, part):
                 if want_gy:  # torch: -logit(x) * g * w / numel
                     gy[i + j] = bce_grad_target(xi) * gi * wi / div
         i += seg
-        k = 0
-        b += 1
-        if b == nB:
-            b = 0
-            a += 1
+        a, b, k = grid_next(a, b, nB)
     part[2 * blk] = hi
     part[2 * blk + 1] = lo
 
@@ -154,10 +149,7 @@ def _bcewl_block(blk, x, y, w, pw, geo, g, opts, out, gx, gy, part):
     nB, nK, s0, s1, s2, p0, p1, p2 = geo
     start = blk * BLOCK
     end = min(n, start + BLOCK)
-    r = start // nK
-    k = start - r * nK
-    a = r // nB
-    b = r - a * nB
+    a, b, k = grid_origin(start, nB, nK)
     hi = 0.0
     lo = 0.0
     i = start
@@ -191,11 +183,7 @@ def _bcewl_block(blk, x, y, w, pw, geo, g, opts, out, gx, gy, part):
                 if want_gy:
                     gy[i + j] = bcewl_grad_target(xi, pwi, has_pw) * gi * wi / div
         i += seg
-        k = 0
-        b += 1
-        if b == nB:
-            b = 0
-            a += 1
+        a, b, k = grid_next(a, b, nB)
     part[2 * blk] = hi
     part[2 * blk + 1] = lo
 

@@ -73,12 +73,27 @@ _loop = numba.njit(cache=CACHE, error_model="numpy")
 
 
 @_inline
+def grid_origin(i, nB, nK):
+    """``(a, b, k)``: flat element ``i`` on the plan's 3-level grid (nbxent/bce/validate.py)."""
+    r = i // nK
+    k = i - r * nK
+    a = r // nB
+    return a, r - a * nB, k
+
+
+@_inline
+def grid_next(a, b, nB):
+    """``(a, b, k)`` of the first element of the row segment after the one at ``(a, b)``."""
+    b += 1
+    if b == nB:
+        return a + 1, 0, 0
+    return a, b, 0
+
+
+@_inline
 def _gather(arr, nB, nK, s0, s1, s2, start, end, buf):
     """``buf[i - start] = arr[a*s0 + b*s1 + k*s2]`` at the grid position (a, b, k) of each i."""
-    r = start // nK
-    k = start - r * nK
-    a = r // nB
-    b = r - a * nB
+    a, b, k = grid_origin(start, nB, nK)
     i = start
     while i < end:  # one row segment of the grid per pass
         seg = min(end - i, nK - k)
@@ -87,11 +102,7 @@ def _gather(arr, nB, nK, s0, s1, s2, start, end, buf):
         for j in range(seg):
             buf[o + j] = arr[base + j * s2]
         i += seg
-        k = 0
-        b += 1
-        if b == nB:
-            b = 0
-            a += 1
+        a, b, k = grid_next(a, b, nB)
 
 
 @_inline

@@ -72,20 +72,4 @@ binary_cross_entropy_with_logits_backward = _pinned(
 binary_cross_entropy_with_logits_with_grad = _pinned(
     _functional.binary_cross_entropy_with_logits_with_grad, _CUDA)
 
-__all__ = [
-    "cross_entropy",
-    "cross_entropy_backward",
-    "cross_entropy_with_grad",
-    "nll_loss",
-    "nll_loss_backward",
-    "nll_loss_with_grad",
-    "binary_cross_entropy",
-    "binary_cross_entropy_backward",
-    "binary_cross_entropy_with_grad",
-    "binary_cross_entropy_with_logits",
-    "binary_cross_entropy_with_logits_backward",
-    "binary_cross_entropy_with_logits_with_grad",
-    "is_available",
-    "set_threads_per_block",
-    "threads_per_block",
-]
+__all__ = [*_functional.__all__, "is_available", "set_threads_per_block", "threads_per_block"]
