@@ -43,7 +43,7 @@ from nbxent.xent.formulas import (
     index_grad_scale,
     index_grad_target,
     index_loss,
-    smooth_mix,
+    index_value,
     target_p_minus_1,
 )
 
@@ -127,23 +127,20 @@ def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
     s = s_other + e_t
     wt = np.float64(w[tn])
     nll = -0.0 * wt if lt == 0.0 else wt * lt
-    if eps > 0.0:
-        # sum_c w_c * lp_c with lp_c = (x_c - M) - log(s)
-        acc_lp = (wx - sumw * M64) - sumw * math.log(s)
-        loss[n] = smooth_mix(nll, -acc_lp, eps, C)
-    else:
-        loss[n] = nll
+    lse = xt64 + lt                  # the row's log-sum-exp, from loss_t = lse - x_t
+    smooth_sum = 0.0
+    if opts.smooth:
+        # -sum_c w_c * lp_c with lp_c = (x_c - M) - log(s)
+        smooth_sum = -((wx - sumw * M64) - sumw * math.log(s))
+    loss[n] = index_value(nll, smooth_sum, lse, C, opts)
     if grad_mode == GRAD_NONE:
         return
     gs = g[n * opts.gstride]
-    smooth = eps > 0.0
-    omeps = 1.0 - eps
-    epsc = eps / C
-    base = index_grad_scale(gs, wt, sumw, omeps, epsc, smooth) / s
-    c_w = cast_like(gs * epsc, M)
+    base = index_grad_scale(gs, wt, sumw, lse, opts) / s
+    c_w = cast_like(gs * opts.epsc, M)
     for b in range(nb):
         lo = b * CB
         hi = min(lo + CB, C)
-        scale_seg(grad, n, lo, hi, cast_like(base * sb[b], M), c_w, w, smooth)
-    grad[n, tn] = cast_like(index_grad_target(gs, wt, sumw, omeps, epsc, smooth,
-                                              target_p_minus_1(lt), e_t / s), M)
+        scale_seg(grad, n, lo, hi, cast_like(base * sb[b], M), c_w, w, opts.smooth)
+    grad[n, tn] = cast_like(index_grad_target(gs, wt, sumw, target_p_minus_1(lt), e_t / s, lse,
+                                              opts), M)

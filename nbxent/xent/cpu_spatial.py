@@ -34,7 +34,7 @@ from numba import njit
 from nbxent._core.jit import CACHE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff, maxnum
 from nbxent._cpu.rows import FASTMATH
-from nbxent.xent.formulas import index_grad_scale, index_grad_target, index_loss, smooth_mix
+from nbxent.xent.formulas import index_grad_scale, index_grad_target, index_loss, index_value
 
 #: Spatial positions per work item: a few vector widths, and C of them (logits plus
 #: gradient) stay in L1/L2 for the usual class counts.
@@ -96,9 +96,6 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
     c_p = np.empty(nb, dtype=x.dtype)
     c_w = np.empty(nb, dtype=x.dtype)
     pm1 = np.empty(nb)
-    smooth = eps > 0.0
-    omeps = 1.0 - eps
-    epsc = eps / C
     for kk in range(nb):
         i = n * K + k0 + kk
         tv = tk[kk]
@@ -112,23 +109,23 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
         s = s_other[kk] + e_t[kk]
         wt = np.float64(w[tv])
         nll = -0.0 * wt if lt == 0.0 else wt * lt
-        if eps > 0.0:
-            # sum_c w_c * lp_c with lp_c = (x_c - m) - log(s)
-            loss[i] = smooth_mix(nll, -((wx[kk] - sumw * m64) - sumw * math.log(s)), eps, C)
-        else:
-            loss[i] = nll
+        lse = xt[kk] + lt                # the position's log-sum-exp, from loss_t = lse - x_t
+        smooth_sum = 0.0
+        if opts.smooth:
+            # -sum_c w_c * lp_c with lp_c = (x_c - m) - log(s)
+            smooth_sum = -((wx[kk] - sumw * m64) - sumw * math.log(s))
+        loss[i] = index_value(nll, smooth_sum, lse, C, opts)
         if grad_mode != GRAD_NONE:
             gs = g[i * opts.gstride]
-            c_p[kk] = cast_like(index_grad_scale(gs, wt, sumw, omeps, epsc, smooth) / s, m[kk])
-            c_w[kk] = cast_like(gs * epsc, m[kk])
+            c_p[kk] = cast_like(index_grad_scale(gs, wt, sumw, lse, opts) / s, m[kk])
+            c_w[kk] = cast_like(gs * opts.epsc, m[kk])
             # p_t - 1 = (e_t - s) / s = -s_other / s: no cancellation however close p_t is to 1
-            pm1[kk] = index_grad_target(gs, wt, sumw, omeps, epsc, smooth, -s_other[kk] / s,
-                                        e_t[kk] / s)
+            pm1[kk] = index_grad_target(gs, wt, sumw, -s_other[kk] / s, e_t[kk] / s, lse, opts)
     if grad_mode == GRAD_NONE:
         return
     for c in range(C):
         tr = tile[c]
-        if smooth:
+        if opts.smooth:
             wc = w[c]
             for kk in range(nb):
                 tr[kk] = c_p[kk] * tr[kk] - c_w[kk] * wc

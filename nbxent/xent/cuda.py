@@ -12,7 +12,6 @@ and its gradient is a scaled one-hot, so it needs no row reduction.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
 
 import numpy as np
 
@@ -23,30 +22,6 @@ from nbxent.cuda import _runtime
 from nbxent.cuda._arrays import finish, to_kernel
 from nbxent.xent import validate as V
 from nbxent.xent.cpu_index import scan_targets
-
-
-class CudaXentOptions(NamedTuple):
-    """The scalar options of the CUDA cross-entropy / nll_loss kernels, as one record.
-
-    ``one``, ``ninf``, ``omeps``, ``epsc`` have the compute dtype ``T`` (NumPy scalars), so
-    float32 kernels keep float32 arithmetic; every other field has a fixed Python type:
-    one compiled signature per dtype.
-    """
-
-    ignore_index: int
-    prob: bool          #: probability targets
-    smooth: bool        #: label smoothing on (eps > 0)
-    reduction: int      #: NONE / MEAN / SUM
-    wsum: float         #: the mean's denominator (1.0 unless 'mean')
-    one: object         #: T(1)
-    ninf: object        #: T(-inf)
-    omeps: object       #: T(1 - eps)
-    epsc: object        #: T(eps / C)
-    eps: float
-    grad_mode: int      #: GRAD_NONE / GRAD_INTO (the device gradient is never in place)
-    grad_target: bool   #: also d loss / d target (probability targets)
-    write_loss: bool    #: write per-sample losses ('none')
-    sign: float         #: +1 or -1: the sign the per-block partials accumulate with
 
 
 def _prepare(cuda, plan, fname, x, target, weight, grad_output):
@@ -125,12 +100,9 @@ def run(plan, fname, x, target, weight, *, grad_output=None, want_loss=True, wan
     cuda = _runtime.cuda_module()
     j = _prepare(cuda, plan, fname, x, target, weight, grad_output)
     T = plan.compute_dtype
-    tT = T.type
     N, C, K, S = plan.N, plan.C, plan.K, plan.S
     tpb = _runtime.threads_per_block()
     grid = _runtime.grid_for(S, 1)
-    eps = plan.eps
-    smooth = 1 if eps > 0.0 else 0
     red = plan.reduction
     write_loss = 1 if (want_loss and red == NONE) else 0
     loss = cuda.device_array(S if write_loss else 1, dtype=T)
@@ -141,12 +113,8 @@ def run(plan, fname, x, target, weight, *, grad_output=None, want_loss=True, wan
     partial = cuda.device_array(grid, dtype=np.float64)
     sign = -1.0 if plan.prob else 1.0
     wsum = j.wsum if red == MEAN else 1.0
-    opts = CudaXentOptions(
-        ignore_index=int(plan.ignore_index), prob=bool(plan.prob), smooth=bool(smooth),
-        reduction=int(red), wsum=float(wsum), one=tT(1), ninf=tT(-np.inf), omeps=tT(1.0 - eps),
-        epsc=tT(eps / C if C else 0.0), eps=float(eps),
-        grad_mode=GRAD_INTO if want_grad else GRAD_NONE, grad_target=bool(want_gt),
-        write_loss=bool(write_loss), sign=float(sign))
+    opts = V.cuda_kernel_options(plan, wsum, GRAD_INTO if want_grad else GRAD_NONE, want_gt,
+                                 write_loss)
     if C == 0 and S > 0 and not plan.is_nll:
         # No row to reduce: the values are fixed (nbxent.xent.validate.values_without_classes).
         vals = V.values_without_classes(plan)

@@ -38,10 +38,10 @@ from nbxent.cuda._device_math import (
     index_grad_scale,
     index_grad_target,
     index_loss,
+    index_value,
     lse_finish,
     lse_merge,
     lse_push,
-    smooth_mix,
     smooth_target,
     target_p_minus_1,
 )
@@ -65,7 +65,7 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
     """
     ignore_index, is_prob, smooth, red = opts.ignore_index, opts.prob, opts.smooth, opts.reduction
     wsum, one, ninf, omeps, epsc = opts.wsum, opts.one, opts.ninf, opts.omeps, opts.epsc
-    eps, need_grad, need_gt, write_loss = opts.eps, opts.grad_mode, opts.grad_target, opts.write_loss
+    need_grad, need_gt, write_loss = opts.grad_mode, opts.grad_target, opts.write_loss
     sign = opts.sign
     N = x.shape[0]
     C = x.shape[1]
@@ -143,7 +143,7 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
             wt = w[tt]
         # Index-target gradient (docs/semantics.md §0), nbxent/xent/formulas.py:
         # d_c = sm_c * S_all - (eps/C) g_s w_c, the target from p_t - 1 and p_t.
-        s_all = index_grad_scale(gs, wt, aux, omeps, epsc, smooth)
+        s_all = index_grad_scale(gs, wt, aux, m + tail, opts)
         # ---- pass 2: gradient and the loss terms that need the final lse
         lsum = zero
         if need_grad != 0 or need_gt or smooth or is_prob:
@@ -171,9 +171,9 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
                             d = gs * (sm * aux - wq)
                     elif valid:
                         if c == tt:
-                            d = index_grad_target(gs, wt, aux, omeps, epsc, smooth, pt1, sm)
+                            d = index_grad_target(gs, wt, aux, pt1, sm, m + tail, opts)
                         else:
-                            d = index_grad_other(sm, s_all, gs, epsc, w[c], smooth)
+                            d = index_grad_other(sm, s_all, gs, w[c], opts)
                     else:
                         d = zero - sm * zero  # ignored: +0.0 (NaN if the row is NaN, like torch)
                     grad[n, c, k] = d
@@ -187,9 +187,7 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
                 row = -lsum_total
             elif valid:
                 # torch's 'none' value is -(lp_t * w_t) with lp_t = 0 - loss_t: -0.0 when C == 1
-                row = -((0.0 - loss_t) * wt)
-                if smooth:
-                    row = smooth_mix(row, -lsum_total, eps, C)
+                row = index_value(-((0.0 - loss_t) * wt), -lsum_total, m + tail, C, opts)
             else:
                 row = 0.0
             if write_loss:

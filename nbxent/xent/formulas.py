@@ -31,7 +31,8 @@ from numba import njit
 from nbxent._core.jit import CACHE
 
 __all__ = ["index_loss", "target_p_minus_1", "smooth_mix", "lse_from", "log_prob",
-           "smooth_target", "index_grad_scale", "index_grad_target", "index_grad_other"]
+           "index_value", "smooth_target", "index_grad_scale", "index_grad_target",
+           "index_grad_other"]
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
@@ -77,35 +78,54 @@ def log_prob(x_c, m, log_s):
     return (x_c - m) - log_s
 
 
-# ----------------------------------------------------------------------------- gradients
-# Label smoothing enters every formula below through ``omeps = 1 - eps`` and
-# ``epsc = eps / C`` (typed by the caller: the input's dtype on CUDA, float64 on the CPU
-# scalar paths) and the flag ``smooth = eps > 0``. With ``smooth`` false the smoothing
-# terms are skipped, not multiplied by 0: a NaN or inf class weight that no sample
-# targets must not turn the gradient into ``0 * NaN`` (torch's gradient is finite there).
+# ----------------------------------------------------------------------------- per-sample value and gradient
+# These take the kernels' option record ``opts`` (nbxent/xent/validate.py: XentOptions on the
+# CPU, CudaXentOptions on CUDA: same field names) and the row's log-sum-exp ``lse``, so an
+# option that changes the value or the gradient of a row is written here, once, for both
+# backends. Label smoothing enters through ``opts.smooth`` (eps > 0), ``opts.omeps = 1 - eps``
+# and ``opts.epsc = eps / C`` (float64 on the CPU; the input's dtype on CUDA, which keeps
+# float32 arithmetic in float32). With ``opts.smooth`` false the smoothing terms are skipped,
+# not multiplied by 0: a NaN or inf class weight that no sample targets must not turn the
+# gradient into ``0 * NaN`` (torch's gradient is finite there).
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def index_value(nll, smooth_sum, lse, n_classes, opts):
+    """Class-index per-sample value from ``nll = w_t * loss_t`` and ``smooth_sum = -sum_c w_c lp_c``.
+
+    ``(1 - eps) * nll + (eps / C) * smooth_sum`` under smoothing, else ``nll`` (docs/semantics.md
+    §0, §5.1); formed in float64 from ``opts.eps`` on both backends. ``lse`` is the row's
+    log-sum-exp, for options that depend on the normaliser.
+    """
+    if opts.smooth:
+        return (1.0 - opts.eps) * nll + (opts.eps / n_classes) * smooth_sum
+    return nll
+
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
 def smooth_target(q, omeps, epsc, smooth):
-    """torch's smoothed probability target ``(1 - eps) * q + eps / C`` (``q`` when not smoothing)."""
+    """torch's smoothed probability target ``(1 - eps) * q + eps / C`` (``q`` when not smoothing).
+
+    ``omeps``/``epsc`` are passed in the target's dtype (docs/semantics.md §13).
+    """
     if smooth:
         return omeps * q + epsc
     return q
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
-def index_grad_scale(gs, wt, sumw, omeps, epsc, smooth):
+def index_grad_scale(gs, wt, sumw, lse, opts):
     """The factor of ``p_j`` in the class-index gradient: ``g_s((1-eps) w_t + (eps/C) sum_c w_c)``.
 
     ``d/dx_j = p_j * index_grad_scale - g_s (eps/C) w_j - g_s (1-eps) w_t [j == t]``.
     """
-    a = omeps * (gs * wt)
-    if smooth:
-        return a + (epsc * gs) * sumw
+    a = opts.omeps * (gs * wt)
+    if opts.smooth:
+        return a + (opts.epsc * gs) * sumw
     return a
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
-def index_grad_target(gs, wt, sumw, omeps, epsc, smooth, pm1, p_t):
+def index_grad_target(gs, wt, sumw, pm1, p_t, lse, opts):
     """``d/dx_t = g_s ((1-eps) w_t (p_t - 1) + (eps/C)(p_t sum_c w_c - w_t))``.
 
     ``pm1 = p_t - 1`` comes from a cancellation-free form (``expm1(-loss_t)`` or
@@ -116,15 +136,15 @@ def index_grad_target(gs, wt, sumw, omeps, epsc, smooth, pm1, p_t):
     the conditioning of the gradient itself: a 1-ulp change of ``x_t`` moves ``p_t`` by
     as much (torch's autograd evaluates the same difference).
     """
-    a = omeps * (gs * wt)
-    if smooth:
-        return a * pm1 + (epsc * gs) * (sumw * p_t - wt)
+    a = opts.omeps * (gs * wt)
+    if opts.smooth:
+        return a * pm1 + (opts.epsc * gs) * (sumw * p_t - wt)
     return a * pm1
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
-def index_grad_other(p_j, scale, gs, epsc, w_j, smooth):
+def index_grad_other(p_j, scale, gs, w_j, opts):
     """``d/dx_j`` for ``j != t``: ``p_j * scale - g_s (eps/C) w_j`` (``scale``: index_grad_scale)."""
-    if smooth:
-        return p_j * scale - (epsc * gs) * w_j
+    if opts.smooth:
+        return p_j * scale - (opts.epsc * gs) * w_j
     return p_j * scale

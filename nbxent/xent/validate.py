@@ -52,8 +52,8 @@ from nbxent._core.dtypes import FLOATS, compute_dtype, torch_dtype_name
 from nbxent._core.reduction import NONE, parse_reduction
 
 __all__ = [
-    "CEPlan", "XentOptions", "kernel_options", "plan_cross_entropy", "plan_nll_loss",
-    "check_grad_output", "check_grad_output_shape",
+    "CEPlan", "XentOptions", "CudaXentOptions", "kernel_options", "cuda_kernel_options",
+    "plan_cross_entropy", "plan_nll_loss", "check_grad_output", "check_grad_output_shape",
     "parse_wrt", "values_without_classes", "host_input", "host_target_index", "host_target_prob",
     "host_weight", "host_grad_output",
 ]
@@ -109,6 +109,9 @@ class XentOptions(NamedTuple):
 
     ignore_index: int   #: targets equal to it contribute nothing
     eps: float          #: effective label smoothing (0.0 when off)
+    smooth: bool        #: label smoothing on (eps > 0)
+    omeps: float        #: 1 - eps
+    epsc: float         #: eps / C
     grad_mode: int      #: GRAD_NONE / GRAD_INTO / GRAD_IN_PLACE (nbxent._core.jit)
     gstride: int        #: 0: one upstream gradient for every sample; 1: one per sample
     grad_target: bool   #: probability targets: also write d loss / d target
@@ -119,10 +122,50 @@ class XentOptions(NamedTuple):
 def kernel_options(plan: CEPlan, grad_mode: int = 0, gstride: int = 0,
                    grad_target: bool = False, mean: bool = False) -> XentOptions:
     """The kernels' option record for ``plan`` (values converted to the record's types)."""
-    return XentOptions(ignore_index=int(plan.ignore_index), eps=float(plan.eps),
+    eps = float(plan.eps)
+    return XentOptions(ignore_index=int(plan.ignore_index), eps=eps, smooth=eps > 0.0,
+                       omeps=1.0 - eps, epsc=eps / plan.C if plan.C else 0.0,
                        grad_mode=int(grad_mode), gstride=int(gstride),
                        grad_target=bool(grad_target), has_weight=bool(plan.has_weight),
                        mean=bool(mean))
+
+
+class CudaXentOptions(NamedTuple):
+    """The scalar options of the CUDA cross-entropy / nll_loss kernels, as one record.
+
+    Field names match :class:`XentOptions` where they mean the same, so the shared formulas
+    read either. ``one``, ``ninf``, ``omeps``, ``epsc`` have the compute dtype ``T`` (NumPy
+    scalars), so float32 kernels keep float32 arithmetic; every other field has a fixed
+    Python type: one compiled signature per dtype.
+    """
+
+    ignore_index: int
+    prob: bool          #: probability targets
+    smooth: bool        #: label smoothing on (eps > 0)
+    reduction: int      #: NONE / MEAN / SUM
+    wsum: float         #: the mean's denominator (1.0 unless 'mean')
+    one: object         #: T(1)
+    ninf: object        #: T(-inf)
+    omeps: object       #: T(1 - eps)
+    epsc: object        #: T(eps / C)
+    eps: float
+    grad_mode: int      #: GRAD_NONE / GRAD_INTO (the device gradient is never in place)
+    grad_target: bool   #: also d loss / d target (probability targets)
+    write_loss: bool    #: write per-sample losses ('none')
+    sign: float         #: +1 or -1: the sign the per-block partials accumulate with
+
+
+def cuda_kernel_options(plan: CEPlan, wsum: float, grad_mode: int, grad_target: bool,
+                        write_loss: bool) -> CudaXentOptions:
+    """The CUDA kernels' option record for ``plan`` (T scalars in the compute dtype)."""
+    T = plan.compute_dtype.type
+    eps = float(plan.eps)
+    return CudaXentOptions(
+        ignore_index=int(plan.ignore_index), prob=bool(plan.prob), smooth=eps > 0.0,
+        reduction=int(plan.reduction), wsum=float(wsum), one=T(1), ninf=T(-np.inf),
+        omeps=T(1.0 - eps), epsc=T(eps / plan.C if plan.C else 0.0), eps=eps,
+        grad_mode=int(grad_mode), grad_target=bool(grad_target), write_loss=bool(write_loss),
+        sign=-1.0 if plan.prob else 1.0)
 
 
 # ----------------------------------------------------------------------------- metadata part
