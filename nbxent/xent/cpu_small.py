@@ -41,6 +41,7 @@ _F64 = np.dtype(np.float64)
 
 
 def _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing):
+    """``(plan, options by grad_mode)`` for this call signature, cached."""
     key = (fname, x.shape, x.dtype, target.shape, target.dtype,
            None if weight is None else (weight.shape, weight.dtype),
            type(ignore_index), ignore_index, reduction, type(label_smoothing), label_smoothing)
@@ -50,13 +51,16 @@ def _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing):
         pass
     plan = plan_cross_entropy(x, target, weight, ignore_index, reduction, label_smoothing,
                               fname=fname)
+    # The kernels' option records, built once per plan (index = grad_mode).
+    opts = tuple(kernel_options(plan, mode, 0, mean=plan.reduction == MEAN)
+                 for mode in (GRAD_NONE, GRAD_INTO, GRAD_IN_PLACE))
     if len(_PLANS) >= _PLAN_CAP:
         _PLANS.clear()
     try:
-        _PLANS[key] = plan
+        _PLANS[key] = plan, opts
     except TypeError:     # an unhashable option value: plan_cross_entropy accepted it
         pass
-    return plan
+    return plan, opts
 
 
 def _ones(C, dtype):
@@ -87,7 +91,7 @@ def cross_entropy_small(fname, x, target, weight, ignore_index, reduction, label
     xdt = x.dtype
     if (xdt is not _F32 and xdt is not _F64) or not x.flags.c_contiguous:
         return None
-    plan = _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing)
+    plan, options = _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing)
     if plan.prob or plan.S == 0 or plan.C == 0 or plan.deferred_error:
         return None
     N, C = plan.N, plan.C
@@ -123,7 +127,7 @@ def cross_entropy_small(fname, x, target, weight, ignore_index, reduction, label
     else:
         g2 = np.empty((0, 0), dtype=cdt)
     loss = np.empty(N)
-    opts = kernel_options(plan, grad_mode, 0, mean=plan.reduction == MEAN)
+    opts = options[grad_mode]
     bad, total, _ = index_rows_serial(x2, t, w, _ONE, opts, loss, g2)
     if bad >= 0:
         scan_targets(plan, t, w, target.shape)     # raises torch's IndexError
