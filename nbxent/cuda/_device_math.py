@@ -73,7 +73,6 @@ from nbxent.xent import formulas as _xent  # noqa: E402
 
 index_loss = _device(_xent.index_loss)
 target_p_minus_1 = _device(_xent.target_p_minus_1)
-smooth_mix = _device(_xent.smooth_mix)
 index_value = _device(_xent.index_value)
 smooth_target = _device(_xent.smooth_target)
 index_grad_scale = _device(_xent.index_grad_scale)

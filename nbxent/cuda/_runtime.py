@@ -113,8 +113,3 @@ def as_device(cuda, obj):
     if getattr(obj, "__cuda_ndarray__", False):
         return obj
     return cuda.as_cuda_array(obj)
-
-
-def scalar_to_host(arr) -> float:
-    """Copy the single element of a device array back to the host."""
-    return arr.copy_to_host().reshape(-1)[0]

@@ -30,7 +30,7 @@ from numba import njit
 
 from nbxent._core.jit import CACHE
 
-__all__ = ["index_loss", "target_p_minus_1", "smooth_mix", "lse_from", "log_prob",
+__all__ = ["index_loss", "target_p_minus_1", "log_prob",
            "index_value", "smooth_target", "index_grad_scale", "index_grad_target",
            "index_grad_other"]
 
@@ -57,16 +57,6 @@ def target_p_minus_1(loss_t):
     return math.expm1(-loss_t)
 
 
-@njit(inline="always", cache=CACHE, error_model="numpy")
-def smooth_mix(nll, smooth, eps, n_classes):
-    """Label-smoothed per-sample loss ``(1 - eps) * nll + (eps / C) * smooth``."""
-    return (1.0 - eps) * nll + (eps / n_classes) * smooth
-
-
-@njit(inline="always", cache=CACHE, error_model="numpy")
-def lse_from(m, s):
-    """Log-sum-exp ``m + log(s)`` from the row max and the shifted sum of exps."""
-    return m + math.log(s)
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
