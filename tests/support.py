@@ -19,7 +19,7 @@ from conformance.model import Case
 from conformance.oracles import make_oracle
 from conformance.tolerances import tolerance
 
-_MPMATH_MAX = 4096      # inputs up to this size get the exact (50-digit) reference
+_MPMATH_MAX = 256       # inputs up to this size get the exact (50-digit) mpmath reference
 
 
 def make_case(loss: str, input, target, weight=None, pos_weight=None, grad_output=None,
@@ -48,10 +48,15 @@ def _with_grad_output(case: Case) -> Case:
     return Case(loss=case.loss, arrays=arrays, kwargs=case.kwargs, origin=case.origin)
 
 
-def reference(case: Case, kind: str) -> np.ndarray:
-    """The exact (mpmath) or float64 (scipy oracle) value or input gradient of ``case``."""
+def reference(case: Case, kind: str, oracle: str | None = None) -> np.ndarray:
+    """The value or input gradient of ``case`` from a harness oracle.
+
+    Default: mpmath (exact, rounded to float64) for small inputs, else the float64 scipy
+    oracle; ``oracle='torch'`` asks torch in float64 (for torch's NaN/inf patterns, which
+    mpmath replaces by exact limits: docs/semantics.md §14).
+    """
     case = _with_grad_output(case) if kind == "grad" else case
-    name = "mpmath" if case.arrays["input"].size <= _MPMATH_MAX else "scipy"
+    name = oracle or ("mpmath" if case.arrays["input"].size <= _MPMATH_MAX else "scipy")
     ref = make_oracle(name).evaluate(case, want_grad=kind == "grad")
     if ref.error is not None:
         raise AssertionError(f"the {name} oracle says this case raises {ref.error}")
@@ -66,6 +71,34 @@ def _reproducer(case: Case, kind: str) -> str:
     return f"{case.loss} {kind}: {arrays} kwargs={case.kwargs!r}{note}"
 
 
+def _report(label, dtype, result, case, kind):
+    m = result.measure
+    lines = [f"{label} [{dtype}]: {m.n_bad} of {m.n_total} outside the tolerance, "
+             f"{result.n_pattern_bad} NaN/inf pattern mismatches",
+             f"  max abs {m.max_abs:.3e}, max rel {m.max_rel:.3e}, max ulp {m.max_ulp:.2f}",
+             f"  worst at {m.worst_index}: got {m.worst_got!r}, want {m.worst_want!r}",
+             f"  tolerance: {m.tolerance}"]
+    lines += [f"  pattern: {e}" for e in result.pattern_examples]
+    if case is not None:
+        lines.append(f"  reproducer: {_reproducer(case, kind)}")
+    return "\n".join(lines)
+
+
+def assert_within(got, want, tol, what: str, why: str, case: Case | None = None,
+                  kind: str = "value") -> None:
+    """``got`` within ``tol`` (per element, derived by the caller: ``why`` says how) of ``want``.
+
+    The comparison and the report are the harness's (NaN/inf patterns, k of n, worst element).
+    """
+    got_arr = np.asarray(got)
+    want = np.asarray(want, dtype=np.float64)
+    assert got_arr.shape == want.shape, f"{what}: shape {got_arr.shape} != {want.shape}"
+    dtype = got_arr.dtype.name if got_arr.dtype.kind == "f" else "float64"
+    result = compare(got_arr, want, tol, dtype, why)
+    if not (result.value_ok and result.pattern_ok):
+        raise AssertionError(_report(what, dtype, result, case, kind))
+
+
 def assert_conforms(got, want, case: Case, kind: str, what: str = "",
                     exact: bool = False) -> None:
     """``got`` is within the harness's tolerance of ``want`` for ``case`` (``kind``: value/grad).
@@ -74,30 +107,17 @@ def assert_conforms(got, want, case: Case, kind: str, what: str = "",
     zeros are not distinguished here (tests that care assert them separately).
     """
     got_arr = np.asarray(got)
-    want = np.asarray(want, dtype=np.float64)
-    label = what or f"{case.loss} {kind}"
-    assert got_arr.shape == want.shape, f"{label}: shape {got_arr.shape} != {want.shape}"
     dtype = got_arr.dtype.name if got_arr.dtype.kind == "f" else "float64"
     tol, desc = tolerance(case, kind, dtype, ref_exact=exact)
-    result = compare(got_arr, want, tol, dtype, desc)
-    if result.value_ok and result.pattern_ok:
-        return
-    m = result.measure
-    lines = [f"{label} [{dtype}]: {m.n_bad} of {m.n_total} outside the tolerance, "
-             f"{result.n_pattern_bad} NaN/inf pattern mismatches",
-             f"  max abs {m.max_abs:.3e}, max rel {m.max_rel:.3e}, max ulp {m.max_ulp:.2f}",
-             f"  worst at {m.worst_index}: got {m.worst_got!r}, want {m.worst_want!r}",
-             f"  tolerance: {m.tolerance}"]
-    lines += [f"  pattern: {e}" for e in result.pattern_examples]
-    lines.append(f"  reproducer: {_reproducer(case, kind)}")
-    raise AssertionError("\n".join(lines))
+    assert_within(got_arr, want, tol, what or f"{case.loss} {kind}", desc, case, kind)
 
 
 def assert_matches_reference(loss: str, kind: str, got, input, target, weight=None,
-                             pos_weight=None, grad_output=None, **kwargs) -> None:
-    """Compare ``got`` with the oracle's reference for this call (see :func:`reference`)."""
+                             pos_weight=None, grad_output=None, oracle: str | None = None,
+                             **kwargs) -> None:
+    """Compare ``got`` with an oracle's reference for this call (see :func:`reference`)."""
     case = make_case(loss, input, target, weight, pos_weight, grad_output, **kwargs)
     if kind == "grad":
         case = _with_grad_output(case)
-    exact = case.arrays["input"].size <= _MPMATH_MAX
-    assert_conforms(got, reference(case, kind), case, kind, exact=exact)
+    exact = oracle is None and case.arrays["input"].size <= _MPMATH_MAX
+    assert_conforms(got, reference(case, kind, oracle), case, kind, exact=exact)
