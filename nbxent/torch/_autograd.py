@@ -9,11 +9,16 @@ logits are not read again. Target (and, for probability-target CE, weight)
 gradients come from ``<loss>_backward(..., wrt='target')`` and are computed only
 when ``ctx.needs_input_grad`` asks for them; for those the input is saved too.
 
-Backward is ``@once_differentiable``: a second derivative raises torch's
-"trying to differentiate twice a function that was marked with
-@once_differentiable" instead of returning a wrong (zero) Hessian.
+There is no second derivative: the saved gradient is a constant to autograd.
+Rather than letting a double backward silently drop the second-order term (a
+``create_graph=True`` backward would return a first derivative that is not
+connected to the input), the backward raises ``RuntimeError`` whenever it runs
+with ``create_graph=True`` (:func:`_first_order`); it is also
+``@once_differentiable`` (computed under ``no_grad``).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -22,6 +27,22 @@ from nbxent.torch._tensors import empty_like, named, scale
 
 # Positions in forward's arguments (the backend is the first one, never differentiable).
 _X, _T, _W = 1, 2, 3
+
+
+def _first_order(fname: str):
+    """Refuse a backward that would have to build a graph (create_graph=True)."""
+    def decorate(backward):
+        @functools.wraps(backward)
+        def checked(ctx, *grad_outputs):
+            if torch.is_grad_enabled():
+                raise RuntimeError(
+                    f"nbxent.torch.{fname} has no second derivative (backward ran with "
+                    f"create_graph=True): its backward scales the gradient saved by the fused "
+                    f"forward, which autograd cannot differentiate; use "
+                    f"torch.nn.functional.{fname} where a double backward is needed")
+            return backward(ctx, *grad_outputs)
+        return checked
+    return decorate
 
 
 def _class_dim(input: torch.Tensor) -> int | None:
@@ -55,6 +76,7 @@ class CrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @_first_order("cross_entropy")
     @once_differentiable
     def backward(ctx, grad_output):
         grad, input, target, weight = ctx.saved_tensors
@@ -118,6 +140,7 @@ class NLLLoss(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @_first_order("nll_loss")
     @once_differentiable
     def backward(ctx, grad_output):
         grad, target = ctx.saved_tensors
@@ -176,6 +199,7 @@ class BinaryCrossEntropy(_Binary):
                                            dict(weight=weight))
 
     @staticmethod
+    @_first_order("binary_cross_entropy")
     @once_differentiable
     def backward(ctx, grad_output):
         return (None, *BinaryCrossEntropy._backward(ctx, grad_output), None, None)
@@ -197,6 +221,7 @@ class BinaryCrossEntropyWithLogits(_Binary):
                                                      dict(weight=weight, pos_weight=pos_weight))
 
     @staticmethod
+    @_first_order("binary_cross_entropy_with_logits")
     @once_differentiable
     def backward(ctx, grad_output):
         return (None, *BinaryCrossEntropyWithLogits._backward(ctx, grad_output), None, None, None)
