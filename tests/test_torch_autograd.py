@@ -383,3 +383,19 @@ def test_retain_graph_backward_twice_gives_the_same_gradient():
     g1, = torch.autograd.grad(out, x, retain_graph=True)
     g2, = torch.autograd.grad(out, x)
     assert torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_torch_comparison_detects_a_wrong_gradient(dtype):
+    # the comparison above must be able to fail: torch's own gradient with one element moved
+    # by 1e4 eps relative (the bound is ~2 * 4 * (|x| + lse terms) ~ 1e2 eps here) is rejected
+    arrays, kw = _ce_case((6, 5), False, True, "some", 0.1, "mean", DTYPES[dtype], seed=19)
+    x = arrays["input"].clone().requires_grad_()
+    out = F.cross_entropy(x, arrays["target"], arrays["weight"], **kw)
+    grad_output = torch.ones((), dtype=x.dtype)
+    good, = torch.autograd.grad(out, x, grad_output)
+    bad = good.clone()
+    bad[1, 2] *= 1 + 1e4 * torch.finfo(x.dtype).eps
+    assert_matches_torch("cross_entropy", "grad", good, good, arrays, kw, grad_output)
+    with pytest.raises(AssertionError, match="n_bad=1"):
+        assert_matches_torch("cross_entropy", "grad", bad, good, arrays, kw, grad_output)
