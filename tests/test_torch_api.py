@@ -242,3 +242,14 @@ def test_module_without_weight_has_a_none_buffer(name):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_cpu_use_does_not_import_numba_cuda():
+    # the CUDA backend (and numba.cuda) is imported only when a CUDA tensor arrives
+    code = ("import sys, torch, nbxent.torch as nt\n"
+            "x = torch.zeros(2, 3, requires_grad=True)\n"
+            "nt.cross_entropy(x, torch.tensor([0, 1])).backward()\n"
+            "print(any(m == 'numba.cuda' or m.startswith('numba.cuda.') for m in sys.modules))")
+    out = _run(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
