@@ -253,3 +253,15 @@ def test_cpu_use_does_not_import_numba_cuda():
     out = _run(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_cpu_tensors_reach_the_kernels_without_a_copy_when_contiguous():
+    from nbxent.torch._tensors import Host
+
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert Host.array(x).ctypes.data == x.data_ptr()          # shared memory
+    strided = x.detach().t()
+    a = Host.array(strided)                                   # copied to C order
+    assert a.ctypes.data != strided.data_ptr() and a.flags.c_contiguous
+    assert torch.equal(torch.from_numpy(a), strided)
+    assert Host.tensor(Host.array(x)).data_ptr() == x.data_ptr()   # and back, still shared

@@ -83,7 +83,7 @@ class CrossEntropy(torch.autograd.Function):
         be, kw = ctx.be, ctx.kwargs
         gx = gt = gw = None
         if ctx.needs_input_grad[_X]:
-            gx = scale(grad, _mask_ignored(grad_output, target, grad, kw["ignore_index"]),
+            gx = scale(grad, _mask_ignored(grad_output, target, kw["ignore_index"]),
                        _class_dim(grad))
         if ctx.needs_input_grad[_T] or ctx.needs_input_grad[_W]:
             x, t, g = be.array(input), be.array(target), be.array(grad_output)
@@ -104,7 +104,7 @@ class CrossEntropy(torch.autograd.Function):
         return None, gx, gt, gw, None, None, None
 
 
-def _mask_ignored(grad_output, target, grad, ignore_index):
+def _mask_ignored(grad_output, target, ignore_index):
     """torch gives ignored samples of a 'none' loss exactly zero gradient, whatever grad_output is.
 
     The saved gradient is +0.0 there (NaN only when the row's logits are NaN, as in
@@ -144,7 +144,7 @@ class NLLLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output):
         grad, target = ctx.saved_tensors
-        g = _mask_ignored(grad_output, target, grad, ctx.ignore_index)
+        g = _mask_ignored(grad_output, target, ctx.ignore_index)
         return None, scale(grad, g, _class_dim(grad)), None, None, None, None
 
 
