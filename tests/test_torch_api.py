@@ -265,3 +265,26 @@ def test_cpu_tensors_reach_the_kernels_without_a_copy_when_contiguous():
     assert a.ctypes.data != strided.data_ptr() and a.flags.c_contiguous
     assert torch.equal(torch.from_numpy(a), strided)
     assert Host.tensor(Host.array(x)).data_ptr() == x.data_ptr()   # and back, still shared
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_one_fused_pass_and_a_backward_that_reads_no_logits(name, monkeypatch):
+    # forward: exactly one call, to <loss>_with_grad; backward (input gradient only): no call
+    # into nbxent at all, so the logits are not read again and no target gradient is computed
+    import nbxent
+
+    calls = []
+    for fn in [f for f in nbxent.__all__ if f.startswith(name) and
+               f.removeprefix(name) in ("", "_with_grad", "_backward")]:
+        original = getattr(nbxent, fn)
+        monkeypatch.setattr(nbxent, fn, lambda *a, _f=original, _n=fn, **k: (calls.append(_n), _f(*a, **k))[1])
+    x, t = _args(name)
+    x = x.requires_grad_()
+    out = getattr(nt, name)(x, t, reduction="none")
+    assert calls == [f"{name}_with_grad"]
+    out.backward(torch.full(out.shape, 0.5, dtype=out.dtype))
+    assert calls == [f"{name}_with_grad"]
+    if name.startswith("binary"):                     # a target gradient only when asked
+        y = t.clone().requires_grad_()
+        getattr(nt, name)(x, y).backward()
+        assert calls[-2:] == [f"{name}_with_grad", f"{name}_backward"]
