@@ -19,7 +19,7 @@ each loss. The curves may differ by
   ``sqrt(n)`` per step over the ``n = N*C`` gradient elements and ``sqrt(k + 1)`` over the
   steps, and twice for the two implementations.
 
-Measured on this machine (see the report): float64 max |dL| 4.4e-16 (at step 0: one
+Measured with these seeds (torch 2.13 CPU): float64 max |dL| 4.4e-16 (at step 0: one
 rounding of a loss of 2.03; ~1e-17 once training has converged to L ~ 4e-3), float32
 1.2e-7 (step 0), ~7e-9 later.
 """
