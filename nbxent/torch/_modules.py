@@ -78,7 +78,10 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Module form of :func:`nbxent.torch.binary_cross_entropy_with_logits` (``torch.nn.BCEWithLogitsLoss``)."""
+    """Module form of :func:`nbxent.torch.binary_cross_entropy_with_logits`.
+
+    ``torch.nn.BCEWithLogitsLoss``'s arguments; ``weight`` and ``pos_weight`` are buffers.
+    """
 
     def __init__(self, weight: torch.Tensor | None = None, size_average=None, reduce=None,
                  reduction: str = "mean", pos_weight: torch.Tensor | None = None) -> None:
