@@ -15,6 +15,7 @@ optional ``CONFORMANCE`` declaration (docs/candidates.md):
         "reductions": ["mean", "sum", "none"],
         "exclude": ["nonfinite"],              # features it does not support, for every loss
         "extensions": ["any_int_target"],      # inputs torch rejects that it accepts (extensions.py)
+        "strict_errors": True,                 # an invalid input must raise torch's exception *type*
         "losses": {"cross_entropy": {"exclude": ["prob_target"]}},   # the same keys per loss
     }
 
@@ -30,28 +31,23 @@ import os
 import shutil
 import sys
 
+from conformance import losses as _registry
 from conformance.extensions import EXTENSION_LOSSES, EXTENSIONS
 
-LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+LOSSES = _registry.LOSSES
 #: Built-in specs -> the module holding the functions and the CONFORMANCE declaration. nbxent's
 #: backends are re-exported unchanged by small adapter modules that carry their declarations.
 BUILTIN = {"nbxent": "conformance.nbxent_candidate", "nbxent.cuda": "conformance.nbxent_cuda_candidate",
            "torch": "conformance.torch_candidate"}
 
-#: Feature names a candidate can support per loss (docs/candidates.md has one line on each).
-KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight")
-LOSS_FEATURES = {
-    "cross_entropy": ("reduction", "weight", "ignore_index", "label_smoothing", "backward", "prob_target",
-                      "unbatched", "spatial", "empty", "nonfinite", "noncontiguous", "large_classes", "errors"),
-    "nll_loss": ("reduction", "weight", "ignore_index", "backward", "unbatched", "spatial", "empty",
-                 "nonfinite", "noncontiguous", "large_classes", "errors"),
-    "binary_cross_entropy": ("reduction", "weight", "backward", "empty", "noncontiguous", "errors"),
-    "binary_cross_entropy_with_logits": ("reduction", "weight", "pos_weight", "backward", "empty", "nonfinite",
-                                         "noncontiguous", "errors"),
-}
-_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "extensions", "losses"}
+#: Feature names a candidate can support per loss (docs/candidates.md has one line on each); from the registry.
+KEYWORD_FEATURES = _registry.KEYWORD_FEATURES
+LOSS_FEATURES = {spec.name: spec.features for spec in _registry.all_specs()}
+_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "extensions", "losses",
+              "strict_errors"}
 _DTYPES = ("float16", "float32", "float64")
-_REDUCTIONS = ("mean", "sum", "none")
+#: Reductions torch accepts ('elementwise_mean' is its deprecated alias of 'mean', docs/semantics.md §3).
+_REDUCTIONS = ("mean", "sum", "none", "elementwise_mean")
 
 
 class CandidateLoadError(ImportError):
@@ -144,7 +140,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
         fn = getattr(obj, loss, None)
         if not callable(fn):
             out[loss] = {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                         "max_classes": 0, "reductions": [], "extensions": []}
+                         "max_classes": 0, "reductions": [], "extensions": [], "strict_errors": False}
             continue
         sub = {**{k: v for k, v in decl.items() if k != "losses"}, **decl.get("losses", {}).get(loss, {})}
         excluded = set(decl.get("exclude", ())) | set(sub.get("exclude", ()))
@@ -168,6 +164,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
             "max_classes": int(sub.get("max_classes", 100_000)),
             "reductions": reds,
             "extensions": [e for e in EXTENSIONS if e in sub.get("extensions", ()) and loss in EXTENSION_LOSSES[e]],
+            "strict_errors": bool(sub.get("strict_errors", False)),
         }
     return out
 

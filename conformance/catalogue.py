@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance import losses
 from conformance.model import Case
 from conformance.oracles.scipy_ref import ScipyOracle
 
@@ -96,6 +97,28 @@ def _ce(dt):
               dict(input=_X23, target=_t([1, 2])), dict(label_smoothing=1.0, reduction="none"))
     yield _mk(L, "ce_negative_smoothing_ignored", "spec 5.2: label_smoothing < 0 silently behaves like 0", dt,
               dict(input=_X23, target=_t([0, 2])), dict(label_smoothing=-0.1))
+    yield _mk(L, "ce_smoothing_nan", "docs/semantics.md §5.2: a NaN label_smoothing fails torch's range check "
+              "silently and behaves like 0", dt, dict(input=_X23, target=_t([1, 2])),
+              dict(label_smoothing=float("nan"), reduction="none"))
+    yield _mk(L, "ce_elementwise_mean", "docs/semantics.md §3: 'elementwise_mean' is torch's deprecated alias of "
+              "'mean'", dt, dict(input=_X23, target=_t([1, 2])), dict(reduction="elementwise_mean"))
+    yield _mk(L, "ce_unbatched_1d_target", "docs/semantics.md §13: a (C,) input with a 1-element 1-D target: the "
+              "forward is accepted; torch's own backward raises, so a gradient may raise or be right", dt,
+              dict(input=[0.5, -1.0, 2.0], target=_t([1])), dict(reduction="sum"))
+    xs = np.random.default_rng(3).standard_normal((1, 1000))
+    yield _mk(L, "ce_smoothing_one_1000_classes", "label_smoothing = 1 at C = 1000: the target's gradient is "
+              "softmax_t - 1/C, a cancellation-free form keeps it within a few ulp (torch: 3-17 ulp)", dt,
+              dict(input=xs, target=_t([417])), dict(label_smoothing=1.0))
+    xi = np.random.default_rng(5).standard_normal((2, 1000))
+    xi[0, 10] = inf
+    yield _mk(L, "ce_pos_inf_logit_1000_classes", "docs/semantics.md §14 at C = 1000: torch gives nan, the exact "
+              "limit +inf (and a gradient of nan); the exact oracle reaches this size", dt,
+              dict(input=xi, target=_t([3, 4])), dict(reduction="none"))
+    xn = np.random.default_rng(6).standard_normal((3, 600))
+    xn[1, 7] = nan
+    yield _mk(L, "ce_nan_in_ignored_row_large", "the rule for NaN in an ignored row (docs/conformance.md): its "
+              "gradient may be torch's nan or exactly 0, at any size", dt,
+              dict(input=xn, target=_t([3, -100, 5])), dict(reduction="sum"))
     x = np.random.default_rng(7).standard_normal((5, 4))
     yield _mk(L, "ce_fortran_order", "a Fortran-ordered input (class axis contiguous in memory the other way)",
               dt, dict(input=np.asfortranarray(x.astype(dt)), target=_t([0, 3, 1, 2, 3])), dict(reduction="none"))
@@ -194,6 +217,9 @@ def _errors(dt):
             (L, f"{s}_err_integer_input", dict(input=np.zeros((2, 3), np.int64), target=t01), {},
              "NotImplementedError"),
             (L, f"{s}_err_1d_input_2_targets", dict(input=np.zeros(3, dt), target=t01), {}, "ValueError"),
+            (L, f"{s}_err_size1_batch_longer_target", dict(input=np.zeros((1, 3), dt), target=_t([0, 1, 2])), {},
+             "ValueError"),
+            (L, f"{s}_err_reduction_none_value", dict(input=z23, target=t01), dict(reduction=None), "ValueError"),
         ]
     other = np.float64 if dt == "float32" else np.float32
     # Rejected by torch, accepted by candidates that declare an extension (extensions.py): those check
@@ -230,6 +256,11 @@ def _errors(dt):
                                                             weight=np.ones(4, dt)), {}, "RuntimeError"),
         ("binary_cross_entropy", "bce_err_shape", dict(input=np.full(2, 0.5, dt), target=np.zeros(3, dt)), {},
          "ValueError"),
+        ("binary_cross_entropy", "bce_err_target_broadcasts", dict(input=np.full((2, 3), 0.5, dt),
+                                                                  target=np.zeros((1, 3), dt)), {}, "ValueError"),
+        ("binary_cross_entropy_with_logits", "bcewl_err_target_broadcasts", dict(input=z23,
+                                                                            target=np.zeros((1, 3), dt)), {},
+         "ValueError"),
         ("binary_cross_entropy", "bce_err_input_range", dict(input=np.full(2, 1.5, dt), target=np.zeros(2, dt)),
          {}, "RuntimeError"),
         ("binary_cross_entropy", "bce_err_nan_input", dict(input=np.asarray([nan, 0.5], dt),
@@ -261,8 +292,8 @@ def _errors(dt):
         yield Case(loss, arrays, kw, origin=name, reason=f"spec 11: torch raises {err}", expect_error=err)
 
 
-_MAKERS = {"cross_entropy": _ce, "nll_loss": _nll, "binary_cross_entropy": _bce,
-           "binary_cross_entropy_with_logits": _bcewl}
+# The registry's catalogue entry points (conformance/losses/).
+ce_cases, nll_cases, bce_cases, bcewl_cases = _ce, _nll, _bce, _bcewl
 
 
 def entries(loss: str, dtypes=("float32", "float64")) -> list[Case]:
@@ -271,7 +302,7 @@ def entries(loss: str, dtypes=("float32", "float64")) -> list[Case]:
     for dt in dtypes:
         if dt not in ("float32", "float64"):
             continue
-        new = list(_MAKERS[loss](dt)) + [c for c in _errors(dt) if c.loss == loss]
+        new = list(losses.get(loss).entry("catalogue")(dt)) + [c for c in _errors(dt) if c.loss == loss]
         for c in new:
             c.origin = f"{c.origin}[{dt}]"
         out += new

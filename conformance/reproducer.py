@@ -60,7 +60,7 @@ def _literal(v: Any) -> str:
 
 
 def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, report_dir: str,
-                     oracle: str = "scipy", extensions: tuple[str, ...] = ()) -> str:
+                     oracle: str = "scipy", extensions: tuple[str, ...] = (), result=None) -> str:
     """Save ``case`` and a runnable ``repro.py`` for one failing check; returns the directory.
 
     Args:

@@ -131,7 +131,8 @@ def _rows_stats(xr):
     return xf, a, lp, sm
 
 
-def _class_units(case, kind):
+def class_units(case, kind):
+    """(E, Q) of a cross_entropy / nll_loss output (see the module docstring)."""
     arrays, kw = case.arrays, case.kwargs
     x = arrays["input"]
     xr = to_rows(x)
@@ -210,7 +211,8 @@ def _class_units(case, kind):
     return from_rows(E, x.shape), from_rows(Q, x.shape)
 
 
-def _elementwise_units(case, kind):
+def elementwise_units(case, kind):
+    """(E, Q) of a binary_cross_entropy(_with_logits) output."""
     arrays, red = case.arrays, case.kwargs.get("reduction", "mean")
     x = _finite(np.asarray(arrays["input"], dtype=np.float64))
     y = _finite(np.asarray(arrays["target"], dtype=np.float64))
@@ -245,10 +247,9 @@ def _elementwise_units(case, kind):
 
 def units(case, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(E, Q) for the case's ``kind`` output ('value' or 'grad'), in units of eps, output-shaped."""
+    from conformance import losses
     with np.errstate(all="ignore"):
-        if case.loss in ("cross_entropy", "nll_loss"):
-            return _class_units(case, kind)
-        return _elementwise_units(case, kind)
+        return losses.get(case.loss).entry("units")(case, kind)
 
 
 def tolerance(case, kind: str, dtype: str, ref_exact: bool = False) -> tuple[np.ndarray, str]:

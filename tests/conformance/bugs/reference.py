@@ -43,7 +43,7 @@ def _per_sample_g(g, red, n, denom):
     g = np.asarray(g, dtype=np.float64)
     if red == "none":
         return np.broadcast_to(g, (n,)).astype(np.float64) if g.ndim == 0 else g.reshape(-1)
-    return np.full(n, g / denom if red == "mean" else g)
+    return np.full(n, g / denom if red in ("mean", "elementwise_mean") else g)
 
 
 def _class(name, input, target, weight, ignore_index, reduction, eps, grad_output=None, lsm=log_softmax):
@@ -128,7 +128,7 @@ def _reduce(l, reduction, dtype):
 
 def _gscale(grad_output, reduction, shape):
     g = np.asarray(grad_output, dtype=np.float64)
-    return np.broadcast_to(g if reduction != "mean" else g / max(int(np.prod(shape)), 1), shape)
+    return np.broadcast_to(g if reduction not in ("mean", "elementwise_mean") else g / max(int(np.prod(shape)), 1), shape)
 
 
 BCE_FLOOR = float(np.float32(1e-12))
