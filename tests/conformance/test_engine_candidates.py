@@ -35,7 +35,8 @@ def test_probe_reads_keywords_from_signatures(tmp_path):
     assert {"weight", "ignore_index", "label_smoothing", "backward"} <= set(ce["missing"])
     assert "reduction" in ce["features"] and "prob_target" in ce["features"]
     assert info["nll_loss"] == {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                                "max_classes": 0, "reductions": [], "extensions": []}
+                                "max_classes": 0, "reductions": [], "extensions": [],
+                                "strict_errors": False}
     assert {"weight", "pos_weight", "backward"} <= set(info["binary_cross_entropy_with_logits"]["features"])
 
 
@@ -52,7 +53,7 @@ def test_declaration_narrows_features_dtypes_and_shapes(tmp_path):
     ce, nll = info["cross_entropy"], info["nll_loss"]
     assert ce["dtypes"] == ["float32"] and ce["max_ndim"] == 2 and ce["reductions"] == ["sum"]
     assert "prob_target" in ce["missing"] and "nonfinite" in ce["missing"] and "nonfinite" in nll["missing"]
-    assert "prob_target" not in nll["missing"] and nll["reductions"] == ["mean", "sum", "none"]
+    assert "prob_target" not in nll["missing"] and nll["reductions"] == ["mean", "sum", "none", "elementwise_mean"]
 
 
 @pytest.mark.parametrize("decl,words", [

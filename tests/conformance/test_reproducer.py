@@ -72,7 +72,7 @@ def test_value_repro_prints_both_values_and_the_error(tmp_path, cand_dir):
     case = _case(np.random.default_rng(5))
     d = write_reproducer(case, str(cand_dir / "mylosses.py"), "value", "bcewl/fuzz/000001", str(tmp_path / "rep"))
     assert d == reproducer_dir(str(tmp_path / "rep"), "bcewl/fuzz/000001", str(cand_dir / "mylosses.py"), "value")
-    assert sorted(os.listdir(d)) == ["case.npz", "repro.py"]
+    assert sorted(os.listdir(d)) == ["case.npz", "repro.py", "torch_repro.py"]
     stdout = _run(d)
     ns = {}
     exec(CANDIDATE, ns)
