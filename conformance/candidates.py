@@ -16,6 +16,7 @@ optional ``CONFORMANCE`` declaration (docs/candidates.md):
         "exclude": ["nonfinite"],              # features it does not support, for every loss
         "extensions": ["any_int_target"],      # inputs torch rejects that it accepts (extensions.py)
         "strict_errors": True,                 # an invalid input must raise torch's exception *type*
+        "array_type": "numpy",                 # what the functions are given: "numpy", "torch" or "jax"
         "losses": {"cross_entropy": {"exclude": ["prob_target"]}},   # the same keys per loss
     }
 
@@ -44,7 +45,9 @@ BUILTIN = {"nbxent": "conformance.nbxent_candidate", "nbxent.cuda": "conformance
 KEYWORD_FEATURES = _registry.KEYWORD_FEATURES
 LOSS_FEATURES = {spec.name: spec.features for spec in _registry.all_specs()}
 _DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "extensions", "losses",
-              "strict_errors"}
+              "strict_errors", "array_type"}
+#: Array types a candidate can ask for; results of any type come back through ``np.asarray``.
+ARRAY_TYPES = ("numpy", "torch", "jax")
 _DTYPES = ("float16", "float32", "float64")
 #: Reductions torch accepts ('elementwise_mean' is its deprecated alias of 'mean', docs/semantics.md §3).
 _REDUCTIONS = ("mean", "sum", "none", "elementwise_mean")
@@ -117,6 +120,8 @@ def _check_decl(decl, where: str) -> None:
     for e in decl.get("extensions", ()):
         if e not in EXTENSIONS:
             raise CandidateLoadError(f"{where}: CONFORMANCE extension {e!r} unknown; known: {sorted(EXTENSIONS)}")
+    if decl.get("array_type", "numpy") not in ARRAY_TYPES:
+        raise CandidateLoadError(f"{where}: CONFORMANCE array_type {decl['array_type']!r} not one of {ARRAY_TYPES}")
     for loss, sub in decl.get("losses", {}).items():
         if loss not in LOSSES:
             raise CandidateLoadError(f"{where}: CONFORMANCE loss {loss!r} not one of {LOSSES}")
@@ -179,10 +184,16 @@ def worker_env(spec: str) -> dict[str, str]:
 
     ``nbxent.cuda`` runs on the CUDA simulator when no GPU is present; the
     variable must be set before Numba is first imported, so only the worker sets it.
+    ``JAX_ENABLE_X64=1`` (unless the user set it) makes a JAX candidate compute float64
+    inputs in float64; JAX's default silently computes them in float32.
     """
+    env = {}
     if spec == "nbxent.cuda" and not has_gpu() and "NUMBA_ENABLE_CUDASIM" not in os.environ:
-        return {"NUMBA_ENABLE_CUDASIM": "1"}
-    return {}
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "JAX_ENABLE_X64" not in os.environ:
+        # JAX computes in float32 unless told otherwise, even on float64 inputs (docs/candidates.md)
+        env["JAX_ENABLE_X64"] = "1"
+    return env
 
 
 def is_simulated(spec: str) -> bool:

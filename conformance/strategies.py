@@ -1,7 +1,7 @@
 """Hypothesis strategies for loss cases: every random case the harness makes comes from here.
 
 :func:`cases` draws a :class:`conformance.model.Case` for one loss, restricted
-to the :class:`Features` a candidate supports (spec 14: a function without
+to the :class:`Features` a candidate supports (docs/semantics.md §14: a function without
 ``ignore_index`` never sees a target of -100, one without ``weight`` never gets
 a weight). Structure (shapes, options, special values) is drawn by
 hypothesis, so a failing case shrinks to few classes, few samples and plain
@@ -61,7 +61,7 @@ def case_features(case: Case) -> set[str]:
         if case.loss == "cross_entropy" and t.shape == x.shape:
             need.add("prob_target")
         elif np.issubdtype(t.dtype, np.integer) and (t == -100).any():
-            need.add("ignore_index")       # the default ignore_index is -100 (spec 14)
+            need.add("ignore_index")       # the default ignore_index is -100 (docs/semantics.md §14)
         need |= {"unbatched"} if x.ndim == 1 else {"spatial"} if x.ndim >= 3 else set()
         C = x.shape[0] if x.ndim == 1 else x.shape[1]
         if C > 1000:
@@ -95,7 +95,7 @@ def fits(case: Case, f: Features) -> bool:
 
 
 #: Largest input scale drawn for float16: logits of 100 sigma stay far below half's max (65504) and
-#: so do the sums of a few hundred such losses; 1e4 would overflow them (spec 2.7: torch's half sums
+#: so do the sums of a few hundred such losses; 1e4 would overflow them (docs/semantics.md §2.7: torch's half sums
 #: are not a behaviour worth fuzzing), and 1e-30 would be 0. Overflow is a float32/float64 topic.
 F16_MAX_SCALE = 100.0
 

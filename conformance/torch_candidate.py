@@ -16,7 +16,7 @@ CONFORMANCE = {"dtypes": ["float16", "float32", "float64"]}
 
 # This module runs in its own worker process on small cases: one intra-op thread avoids OpenMP
 # wake-up costs (measured 24 ms vs 0.12 ms per call on 2 busy cores). Only float32 sums through
-# torch.sum change in their last bits with the thread count (spec 12), well inside the tolerance.
+# torch.sum change in their last bits with the thread count (docs/semantics.md §12), well inside the tolerance.
 torch.set_num_threads(1)
 
 

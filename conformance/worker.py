@@ -61,6 +61,17 @@ class Outcome:
     output_chars: int = 0                # how much it printed in all
 
 
+def _converter(array_type: str):
+    """A function turning a NumPy array into the candidate's array type (candidates.ARRAY_TYPES)."""
+    if array_type == "torch":
+        import torch
+        return lambda a: torch.from_numpy(a)
+    if array_type == "jax":
+        import jax.numpy as jnp        # JAX_ENABLE_X64 is set before the candidate is imported (worker_env)
+        return lambda a: jnp.asarray(a)
+    return lambda a: a
+
+
 def _to_numpy(res):
     if hasattr(res, "copy_to_host"):              # numba device array
         res = res.copy_to_host()
@@ -156,6 +167,11 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
     except BaseException as exc:
         conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
         return
+    try:
+        convert = _converter((getattr(obj, "CONFORMANCE", None) or {}).get("array_type", "numpy"))
+    except ImportError as exc:
+        conn.send(("load_error", f"{type(exc).__name__}: the declared array_type needs {exc.name}: {exc}"))
+        return
     _take_output(out_fd)
     conn.send(("ready", info))
     while True:
@@ -168,14 +184,15 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
         fname, arrays, kwargs, layouts, backward = msg
         arrays = _relayout(arrays, layouts)
         before = {k: v.copy() for k, v in arrays.items()}
-        kw = dict(kwargs)
-        kw.update({k: arrays[k] for k in _ARRAY_KEYWORDS if k in arrays})
         try:
+            given = {k: convert(v) for k, v in arrays.items()}
+            kw = dict(kwargs)
+            kw.update({k: given[k] for k in _ARRAY_KEYWORDS if k in given})
             fn = getattr(obj, fname)
             if backward:
-                res = fn(arrays["grad_output"], arrays["input"], arrays["target"], **kw)
+                res = fn(given["grad_output"], given["input"], given["target"], **kw)
             else:
-                res = fn(arrays["input"], arrays["target"], **kw)
+                res = fn(given["input"], given["target"], **kw)
             try:
                 reply = ("ok", _to_numpy(res))
             except Exception as exc:
