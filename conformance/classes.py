@@ -42,8 +42,14 @@ def signature(case: Case) -> frozenset[str]:
             "reduction=mean" if red == "mean" else "bad_reduction")
     eps = kw.get("label_smoothing")
     if eps is not None:
-        sig.add("label_smoothing=nan" if eps != eps else "label_smoothing=1" if eps == 1.0 else
-                "label_smoothing" if eps > 0 else "label_smoothing<=0")
+        if eps != eps:
+            sig.add("label_smoothing=nan")
+        elif eps > 0:
+            sig.add("label_smoothing")
+            if eps == 1.0:
+                sig.add("label_smoothing=1")
+        else:
+            sig.add("label_smoothing<=0")
     if "ignore_index" in kw:
         sig.add("ignore_index")
     if x.size and x.dtype.kind == "f":

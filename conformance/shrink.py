@@ -66,6 +66,8 @@ def _steps(case: Case) -> Iterator[Case]:
             yield _replace(case, kwargs={**kw, "reduction": "sum"})
     if x.ndim and not x.flags.c_contiguous:
         yield _replace(case, {"input": np.ascontiguousarray(x)})
+    if case.loss in ("cross_entropy", "nll_loss") and x.ndim == 1 and t.shape != x.shape:
+        yield _replace(case, {"input": x[None, :], "target": t.reshape(1)})     # unbatched -> a batch of one
     class_index = case.loss in ("cross_entropy", "nll_loss") and x.ndim >= 2 and t.shape != x.shape
     prob = case.loss == "cross_entropy" and t.shape == x.shape and x.ndim >= 1
     if case.loss in ("cross_entropy", "nll_loss") and x.ndim >= 2:
