@@ -244,7 +244,9 @@ def binary_case(draw, loss: str, f: Features) -> Case:
     y = (rng.random(shape) < 0.5).astype(float) if binary_y else rng.uniform(0, 1, shape)
     if loss == "binary_cross_entropy":
         x = rng.uniform(0, 1, shape)
-        special = draw(st.sampled_from(["none", "edges", "tiny"]))
+        # not in float16: 1e-7 is a half subnormal, where torch's half BCE gradient is not a behaviour
+        # worth fuzzing (docs/semantics.md §7.4: it flushes and overflows in intermediate steps)
+        special = draw(st.sampled_from(["none", "edges"] + (["tiny"] if dtype != "float16" else [])))
         if special == "edges" and x.size:                         # exactly 0 and 1: the -100 clamp
             flat = x.reshape(-1)
             flat[rng.random(x.size) < 0.3] = 0.0

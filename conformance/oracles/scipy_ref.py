@@ -62,7 +62,10 @@ def _class_index(loss, arrays, kwargs, want_grad):
     wt = np.where(valid, wc[tc], 0.0) if C else np.zeros(S)
     nll = np.where(valid, -(lp[rows, tc] * wt), 0.0) if C else np.zeros(S)
     smooth = np.where(valid, -(lp * wc).sum(axis=1), 0.0) if eps > 0 else np.zeros(S)
-    per = (1 - eps) * nll + (eps / C) * smooth if eps > 0 else nll
+    # torch forms eps / C in the input's dtype (docs/semantics.md §13): a tiny eps makes it 0 in float32,
+    # and 0 * inf then gives NaN where the float64 coefficient would give inf
+    ec = eps / C if C and np.asarray(eps, x.dtype) / np.asarray(C, x.dtype) != 0 else 0.0
+    per = (1 - eps) * nll + ec * smooth if eps > 0 else nll
     W = wt.sum()
     if red == "none" and x.ndim > 1:
         value = per.reshape(sample_shape(x.shape))
@@ -71,7 +74,7 @@ def _class_index(loss, arrays, kwargs, want_grad):
     else:
         # two divisions, as torch (docs/semantics.md §0): with W == 0 the nll term is 0/0 = nan even at eps = 1
         W = np.float64(W)
-        value = (1 - eps) * (nll.sum() / W) + (eps / C) * (smooth.sum() / W) if eps > 0 else nll.sum() / W
+        value = (1 - eps) * (nll.sum() / W) + ec * (smooth.sum() / W) if eps > 0 else nll.sum() / W
         value = np.asarray(value)
     grad = None
     if want_grad:
@@ -81,7 +84,7 @@ def _class_index(loss, arrays, kwargs, want_grad):
         vr = rows[valid]
         glp[vr, tc[valid]] = -(1 - eps) * wt[valid] * gs[valid]
         if eps > 0:
-            glp[valid] += -(eps / C) * wc[None, :] * gs[valid, None]
+            glp[valid] += -ec * wc[None, :] * gs[valid, None]
         if loss == "cross_entropy":
             glp = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)   # log_softmax backward
         grad = from_rows(glp, x.shape)
