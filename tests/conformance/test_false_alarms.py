@@ -49,3 +49,13 @@ def test_correct_candidate_passes(name, tmp_path):
 def test_no_false_alarm_over_ten_seeds(spec, seed, tmp_path):
     _, bad = _failures(spec, seed, 100, tmp_path)
     _check(spec, bad)
+
+
+def test_a_jax_candidate_gets_jax_arrays_and_computes_float64(tmp_path):
+    pytest.importorskip("jax")
+    spec = os.path.join(CORRECT, "jax_logits.py")
+    cfg = CampaignConfig(candidates=[spec], losses=["binary_cross_entropy_with_logits"], oracles=["scipy", "mpmath"],
+                         dtypes=["float64"], max_examples=8, report_dir=str(tmp_path), case_timeout_s=120)
+    res = run_campaign(cfg)
+    assert not [(r.case_id, r.check, r.message) for r in res.results if r.status in FAILING]
+    assert res.cases_run["binary_cross_entropy_with_logits"] >= 8
