@@ -90,16 +90,7 @@ def read_json(path: str) -> RunResults:
 
 def from_dict(doc: dict[str, Any]) -> RunResults:
     """A RunResults from its JSON form (header keys are ignored)."""
-    results = []
-    for r in doc.get("results", []):
-        r = dict(r)
-        if r.get("error") is not None:
-            err = dict(r["error"])
-            for k in _ERROR_FLOATS:
-                if k in err:
-                    err[k] = num(err[k])
-            r["error"] = ErrorMeasure(**err)
-        results.append(CheckResult(**r))
+    results = [CheckResult(**_with_error(r)) for r in doc.get("results", [])]
     return RunResults(
         seed=doc["seed"],
         started=doc["started"],
@@ -111,18 +102,19 @@ def from_dict(doc: dict[str, Any]) -> RunResults:
         results=results,
         findings=[Finding(**f) for f in doc.get("findings", [])],
         cases_run=doc.get("cases_run", {}),
-        classes=[_class(c) for c in doc.get("classes", [])],
+        classes=[FailureClass(**_with_error(c)) for c in doc.get("classes", [])],
         diagnoses=doc.get("diagnoses", []),
         partial=doc.get("partial", ""),
     )
 
 
-def _class(c: dict[str, Any]) -> FailureClass:
-    c = dict(c)
-    if c.get("error") is not None:
-        err = dict(c["error"])
+def _with_error(d: dict[str, Any]) -> dict[str, Any]:
+    """A result's or class's fields with its ``error`` as an ErrorMeasure (non-finite strings as floats)."""
+    d = dict(d)
+    if d.get("error") is not None:
+        err = dict(d["error"])
         for k in _ERROR_FLOATS:
             if k in err:
                 err[k] = num(err[k])
-        c["error"] = ErrorMeasure(**err)
-    return FailureClass(**c)
+        d["error"] = ErrorMeasure(**err)
+    return d
