@@ -1,4 +1,4 @@
-"""Candidates: loading, feature probing, the CONFORMANCE declaration, and spec 14's rule that
+"""Candidates: loading, feature probing, the CONFORMANCE declaration, and docs/semantics.md §14's rule that
 cases never use a feature the candidate lacks."""
 import textwrap
 
@@ -103,7 +103,7 @@ def test_fuzzed_cases_use_only_supported_features(data, loss):
     x, t = case.arrays["input"], case.arrays["target"]
     assert x.dtype == np.float32 and x.ndim <= 3 and x.flags.c_contiguous and np.isfinite(x).all()
     if loss in ("cross_entropy", "nll_loss"):
-        assert t.shape != x.shape and not (t == -100).any()   # spec 14: -100 only with ignore_index
+        assert t.shape != x.shape and not (t == -100).any()   # docs/semantics.md §14: -100 only with ignore_index
         assert (x.shape[0] if x.ndim == 1 else x.shape[1]) <= 16
 
 

@@ -145,7 +145,7 @@ def test_torch_candidate_gradient_repro_matches_the_harness_call(tmp_path):
 
 
 def test_mpmath_repro_shows_torch_semantics_exact_and_judged_reference(tmp_path, cand_dir):
-    # logits at +-inf: torch gives NaN where the exact limit is finite (spec 14)
+    # logits at +-inf: torch gives NaN where the exact limit is finite (docs/semantics.md §14)
     x = np.array([np.inf, -np.inf, 0.5], np.float64)
     case = Case("binary_cross_entropy_with_logits", {"input": x, "target": np.array([1.0, 0.0, 1.0])},
                 {"reduction": "none"})

@@ -5,7 +5,6 @@ results come back through ``np.asarray``. The harness starts JAX with float64 en
 (``JAX_ENABLE_X64``), without which float64 inputs would be computed in float32.
 """
 import jax
-import jax.numpy as jnp
 
 CONFORMANCE = {"array_type": "jax", "exclude": ["errors"]}
 
