@@ -195,3 +195,15 @@ def test_end_to_end_on_a_tiny_candidate(tmp_path, capsys):
     run = subprocess.run([sys.executable, os.path.join(err_case["reproducer"], "repro.py")], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0 and "reference: torch raises" in run.stdout and "got  (" in run.stdout
+
+
+def test_strict_errors_and_requested_dtypes_reach_the_engine(tmp_path, engine):
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path), "--strict-errors", "--dtype", "float16"]) == 0
+    (config,) = engine.configs
+    assert config.strict_errors and config.dtypes_requested and config.dtypes == ["float16"]
+    assert not CampaignConfig().strict_errors and not CampaignConfig().dtypes_requested
+
+
+def test_an_unknown_loss_is_a_usage_error(capsys):
+    assert cli.main(["run", "--loss", "hinge"]) == 2
+    assert "hinge" in capsys.readouterr().err
