@@ -263,12 +263,12 @@ def binary_case(draw, loss: str, f: Features) -> Case:
         if f.has("pos_weight") and draw(st.booleans()):
             pshape = draw(st.sampled_from(["scalar", "last", "full"])) if shape else "scalar"
             ps = () if pshape == "scalar" else shape[-1:] if pshape == "last" else shape
-            arrays["pos_weight"] = rng.uniform(0.0, 3.0, ps).astype(dtype)
+            arrays["pos_weight"] = np.asarray(rng.uniform(0.0, 3.0, ps), dtype=dtype)
     if f.has("weight") and draw(st.booleans()):
         wshape = draw(st.sampled_from(["last", "full", "keepdim"])) if shape else "scalar"
         ws = () if wshape == "scalar" else shape[-1:] if wshape == "last" else shape if wshape == "full" \
             else shape[:1] + (1,) * (len(shape) - 1)
-        arrays["weight"] = rng.uniform(0.0, 2.0, ws).astype(dtype)
+        arrays["weight"] = np.asarray(rng.uniform(0.0, 2.0, ws), dtype=dtype)
     red = _reduction(draw, f, kw)
     x = x.astype(dtype)
     if f.has("noncontiguous") and shape:
@@ -283,7 +283,7 @@ def binary_case(draw, loss: str, f: Features) -> Case:
     if f.has("errors") and len(shape) >= 1 and rare(draw, 12):
         # a target that broadcasts to the input's shape but is not that shape: torch raises (ValueError)
         y = y[:1] if shape[0] > 1 else y[None]
-    arrays = {"input": x, "target": y, **arrays}
+    arrays = {"input": np.asarray(x), "target": np.asarray(y), **arrays}
     res = str(x.dtype) if loss == "binary_cross_entropy" else str(y.dtype)
     arrays.update(_grad_output(draw, rng, f, shape if red == "none" else (), res))
     return Case(loss, arrays, kw)

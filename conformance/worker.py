@@ -65,7 +65,7 @@ def _converter(array_type: str):
     """A function turning a NumPy array into the candidate's array type (candidates.ARRAY_TYPES)."""
     if array_type == "torch":
         import torch
-        return lambda a: torch.from_numpy(a)
+        return lambda a: torch.from_numpy(np.asarray(a))
     if array_type == "jax":
         import jax.numpy as jnp        # JAX_ENABLE_X64 is set before the candidate is imported (worker_env)
         return lambda a: jnp.asarray(a)

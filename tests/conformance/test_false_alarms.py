@@ -59,3 +59,27 @@ def test_a_jax_candidate_gets_jax_arrays_and_computes_float64(tmp_path):
     res = run_campaign(cfg)
     assert not [(r.case_id, r.check, r.message) for r in res.results if r.status in FAILING]
     assert res.cases_run["binary_cross_entropy_with_logits"] >= 8
+
+
+TORCH_TENSORS = '''
+import torch
+import torch.nn.functional as F
+
+CONFORMANCE = {"array_type": "torch"}
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    assert isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor)
+    return F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction,
+                                              pos_weight=pos_weight)          # a tensor comes back
+'''
+
+
+def test_a_candidate_declaring_torch_tensors_gets_them(tmp_path):
+    spec = tmp_path / "tensors.py"
+    spec.write_text(TORCH_TENSORS)
+    cfg = CampaignConfig(candidates=[str(spec)], losses=["binary_cross_entropy_with_logits"], oracles=["scipy"],
+                         max_examples=10, report_dir=str(tmp_path / "rep"))
+    res = run_campaign(cfg)
+    assert not [(r.case_id, r.check, r.message) for r in res.results if r.status in FAILING]
+    assert res.cases_run["binary_cross_entropy_with_logits"] >= 10
