@@ -137,6 +137,9 @@ def format_summary(results: RunResults | dict[str, Any], paths: dict[str, str] |
             extra.append("diagnosis: " + diagnosis_note(diags))
         if row.torch_differs:
             extra.append(f"{row.torch_differs} differ from torch (exact agrees)")
+        etd = sum(c.counts.get("error_type_differs", 0) for c in row.cells)
+        if etd:
+            extra.append(f"{etd} raise another exception type than torch")
         if row.lacking:
             extra.append("not supported: " + ", ".join(row.lacking))
         if row.extensions:

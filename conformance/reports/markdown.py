@@ -93,6 +93,19 @@ def _classes(run: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def _error_types(run: dict[str, Any]) -> list[str]:
+    """Invalid inputs that raised another exception type than torch's (not failures unless strict)."""
+    diff = [r for r in run.get("results") or [] if r.get("status") == "error_type_differs"]
+    if not diff:
+        return []
+    out = ["## Exception types that differ from torch", "",
+           f"{len(diff)} invalid inputs raised, but not torch's exception type; without `--strict-errors` "
+           "these are differences, not failures. The first few:", ""]
+    for r in diff[:MAX_FULL * 2]:
+        out.append(f"- `{_md(r['candidate'])}` / `{r['loss']}` {_code(r['case_id'])}: {_md(r.get('message', ''))}")
+    return out + [""]
+
+
 def _extensions(rows: list[Row]) -> list[str]:
     """Declared extensions: inputs torch rejects that a candidate accepts, checked as values."""
     listed = [row for row in rows if row.extensions]
@@ -203,7 +216,7 @@ def render_markdown(results: RunResults | dict[str, Any]) -> str:
     if notes:
         notes = ["## Candidate notes", ""] + notes + [""]
     return "\n".join(head + _classes(run) + ["## Results", ""] + _table(rows, run) + [""] + notes
-                     + _failures(rows) + _extensions(rows) + _findings(run))
+                     + _failures(rows) + _error_types(run) + _extensions(rows) + _findings(run))
 
 
 def write_markdown(results: RunResults | dict[str, Any], report_dir: str) -> str:

@@ -163,3 +163,15 @@ def test_the_real_convention_library_diagnoses_a_seeded_bug(tmp_path):
     ids = [x["id"] for x in d["diagnoses"]]
     assert "weighted_mean_by_count" in ids
     assert all(x["of"] == d["diagnoses"][0]["of"] for x in d["diagnoses"])
+
+
+def test_another_exception_type_is_listed_as_a_difference_not_a_failure():
+    run = make_run(with_failures=False)
+    r = run.results[0]
+    r.status, r.check = "error_type_differs", "error_semantics"
+    r.message = "raised ValueError (ValueError: bad); torch raises RuntimeError: weight tensor should be defined"
+    md = render_markdown(run)
+    assert md.startswith("# nbxent conformance: ✅ PASS")
+    section = md.split("## Exception types that differ from torch")[1]
+    assert "torch raises RuntimeError: weight tensor should be defined" in section
+    assert "1 raise another exception type than torch" in format_summary(run)
