@@ -1,0 +1,215 @@
+"""Diagnosis: which known conventions explain a candidate's failing cases.
+
+A failing check is *explained* by a convention when the candidate's output for
+it (value, gradient, shape/dtype, or its raising or not raising) matches the
+convention's float64 reference within the judge's tolerance policy
+(conformance.tolerances.tolerance, conformance.compare.compare), while it does
+not match torch's, and the convention's reference itself is distinguishable
+from torch's at that tolerance. Cases no single convention explains are tried
+against pairs of the conventions that change something for them (bounded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from conformance.compare import compare
+from conformance.conventions._library import CONVENTIONS, Convention
+from conformance.conventions._semantics import TORCH, Outcome, Semantics, evaluate
+from conformance.model import Case
+from conformance.tolerances import tolerance
+
+#: Pairs are tried only among this many conventions that change a case, and at most
+#: PAIR_BUDGET pair evaluations per diagnose() call (each is one float64 reference).
+MAX_PAIR_MEMBERS = 8
+PAIR_BUDGET = 600
+
+
+@dataclass
+class FailedCase:
+    """One failing check of a candidate, as the judge saw it."""
+
+    case: Case                         # the arrays / kwargs the candidate was given
+    check: str                         # one of conformance.model.CHECKS
+    got_value: np.ndarray | None       # the candidate's forward output (None: it raised / not run)
+    got_grad: np.ndarray | None        # the candidate's input gradient (None: not checked)
+    got_error: str | None              # exception type name if it raised
+
+
+def _rounded(want: np.ndarray, dtype: str) -> np.ndarray:
+    """Values beyond ``dtype``'s range become its infinity (a correctly rounded result overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.asarray(want).astype(dtype)
+    return np.where(np.isinf(r) & np.isfinite(want), r.astype(np.float64), want)
+
+
+class _Matcher:
+    """Comparisons under the judge's tolerance policy, with the tolerances cached per case."""
+
+    def __init__(self):
+        self._tols: dict = {}
+
+    def tol(self, case: Case, kind: str, dtype: str) -> np.ndarray:
+        key = (id(case), kind, dtype)
+        if key not in self._tols:
+            self._tols[key] = (case, tolerance(case, kind, dtype)[0])
+        return self._tols[key][1]
+
+    def match(self, got, want, case: Case, kind: str, dtype: str) -> bool:
+        if got is None or want is None:
+            return False
+        got, want = np.asarray(got), np.asarray(want, dtype=np.float64)
+        if got.dtype.kind not in "fiu":
+            return False
+        tol = self.tol(case, kind, dtype)
+        if got.shape != want.shape:
+            if got.size != want.size or np.asarray(tol).size not in (1, want.size):
+                return False
+            got, tol = got.reshape(want.shape), np.reshape(tol, want.shape) if np.ndim(tol) else tol
+        elif np.ndim(tol) and np.shape(tol) != want.shape:
+            tol = np.reshape(tol, want.shape) if np.size(tol) == want.size else tol
+        c = compare(got, _rounded(want, dtype), tol, dtype)
+        return c.value_ok and c.pattern_ok
+
+
+def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: _Matcher) -> bool:
+    """Whether outcome ``o`` (a convention's) explains the failing check ``fc``; ``t`` is torch's."""
+    case, check = fc.case, fc.check
+    if t.error is not None:                       # torch raises here
+        if fc.got_error is not None or o.error is not None:
+            return False                          # both raise: a wrong type is no convention
+        if not o.determined:
+            return True
+        dt = o.dtype or str(case.arrays["input"].dtype)
+        return fc.got_value is not None and m.match(fc.got_value, o.value, o.case, "value", dt)
+    if fc.got_error is not None:                  # raised where torch returns
+        return o.error is not None
+    if o.error is not None or not o.determined:
+        return False
+    if check in ("value", "nan_pattern"):
+        if m.match(fc.got_value, t.value, case, "value", t.dtype) or m.match(o.value, t.value, case, "value", t.dtype):
+            return False
+        return m.match(fc.got_value, o.value, case, "value", t.dtype)
+    if check == "grad_input":
+        dt = str(case.arrays["input"].dtype)
+        if o.grad is None or t.grad is None:
+            return False
+        if m.match(fc.got_grad, t.grad, case, "grad", dt) or m.match(o.grad, t.grad, case, "grad", dt):
+            return False
+        return m.match(fc.got_grad, o.grad, case, "grad", dt)
+    if check == "shape_dtype":
+        got = fc.got_value
+        if got is None:
+            return False
+        got = np.asarray(got)
+        if o.value.shape != t.value.shape:
+            return got.shape == o.value.shape and m.match(got, o.value, case, "value", t.dtype)
+        if o.dtype != t.dtype:
+            return str(got.dtype) == o.dtype and got.shape == t.value.shape and got.dtype != np.dtype(t.dtype)
+    return False
+
+
+class _Cache:
+    def __init__(self):
+        self._out: dict = {}
+
+    def get(self, case: Case, sem: Semantics) -> Outcome:
+        key = (id(case), sem)
+        if key not in self._out:
+            self._out[key] = (case, evaluate(case, sem))
+        return self._out[key][1]
+
+
+def _relevant(conv: Convention, fc: FailedCase) -> bool:
+    return fc.case.loss in conv.losses and fc.check in conv.checks
+
+
+def _single(conv: Convention, fc: FailedCase, t: Outcome, cache: _Cache, m: _Matcher) -> tuple[bool, bool]:
+    """(explains, changes the case at all) for one convention."""
+    changes = False
+    for sem in conv.settings:
+        o = cache.get(fc.case, sem)
+        if o.error == t.error and o.determined and o.error is None and o.value is not None \
+                and np.array_equal(o.value, t.value, equal_nan=True) and o.dtype == t.dtype \
+                and (o.grad is None or t.grad is None or np.array_equal(o.grad, t.grad, equal_nan=True)):
+            continue
+        if o.error is not None and t.error is not None:
+            continue
+        changes = True
+        if _explains(fc, o, t, m):
+            return True, True
+    return False, changes
+
+
+def _label(ids: tuple[str, ...]) -> tuple[str, str]:
+    convs = [CONVENTIONS[i] for i in ids]
+    summary = "; and ".join(c.summary for c in convs)
+    who = [f.split(" (")[0] for c in convs for f in c.followed_by]
+    if who:
+        summary += " (as in " + ", ".join(dict.fromkeys(who)) + ")"
+    return "+".join(ids), summary
+
+
+def diagnose(loss: str, failures: list[FailedCase]) -> list[dict]:
+    """Which conventions explain ``failures`` (one candidate x loss).
+
+    Returns ``[{"id", "summary", "explains": k, "of": n}, ...]`` sorted by k (descending),
+    n = ``len(failures)``; a pair of conventions that explains a case no single one does
+    has the id ``"a+b"``; failures nothing explains are counted under ``"unexplained"``.
+    """
+    n = len(failures)
+    cache, m = _Cache(), _Matcher()
+    counts: dict[tuple[str, ...], int] = {}
+    unexplained = 0
+    budget = PAIR_BUDGET
+    order = list(CONVENTIONS)
+    for fc in failures:
+        if fc.case.loss != loss:
+            raise ValueError(f"diagnose: failures: a case of {fc.case.loss!r} among the failures of {loss!r}")
+        t = cache.get(fc.case, TORCH)
+        hits, undetermined, changers = [], [], []
+        for cid, conv in CONVENTIONS.items():
+            if not _relevant(conv, fc):
+                continue
+            ok, changes = _single(conv, fc, t, cache, m)
+            if changes:
+                changers.append(cid)
+            if ok:
+                sem_undet = any(not cache.get(fc.case, s).determined for s in conv.settings)
+                (undetermined if sem_undet else hits).append((cid,))
+        if not hits and not undetermined and budget > 0:
+            hits = _pairs(fc, t, changers[:MAX_PAIR_MEMBERS], cache, m, order)
+            budget -= len(changers[:MAX_PAIR_MEMBERS]) * (len(changers[:MAX_PAIR_MEMBERS]) - 1) // 2
+        # a convention that predicts the value is more specific than one that only predicts acceptance
+        for key in hits or undetermined:
+            counts[key] = counts.get(key, 0) + 1
+        if not hits and not undetermined:
+            unexplained += 1
+    out = []
+    for ids, k in counts.items():
+        cid, summary = _label(ids)
+        out.append({"id": cid, "summary": summary, "explains": k, "of": n})
+    out.sort(key=lambda d: (-d["explains"], d["id"].count("+"), d["id"]))
+    if unexplained:
+        out.append({"id": "unexplained", "summary": "no known convention (alone or in pairs) reproduces these "
+                    "outputs", "explains": unexplained, "of": n})
+    return out
+
+
+def _pairs(fc, t, members, cache, m, order) -> list[tuple[str, ...]]:
+    found = []
+    for a, b in combinations(sorted(members, key=order.index), 2):
+        for sa in CONVENTIONS[a].settings:
+            for sb in CONVENTIONS[b].settings:
+                sem = sa.merged(sb)
+                if sem is None:
+                    continue
+                if _explains(fc, cache.get(fc.case, sem), t, m):
+                    found.append((a, b))
+                    break
+            else:
+                continue
+            break
+    return found
