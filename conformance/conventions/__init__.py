@@ -11,8 +11,8 @@ docs/conventions.md describes the library.
     >>> CONVENTIONS["smoothing_eps_over_c_minus_1"].losses
     ('cross_entropy',)
 """
-from conformance.conventions._diagnose import FailedCase, diagnose
+from conformance.conventions._diagnose import FailedCase, diagnose, failed_checks
 from conformance.conventions._library import CONVENTIONS, Convention
 from conformance.conventions._semantics import TORCH, Outcome, Semantics, evaluate
 
-__all__ = ["CONVENTIONS", "Convention", "FailedCase", "Outcome", "Semantics", "TORCH", "diagnose", "evaluate"]
+__all__ = ["CONVENTIONS", "Convention", "FailedCase", "Outcome", "Semantics", "TORCH", "diagnose", "evaluate", "failed_checks"]

@@ -213,3 +213,33 @@ def _pairs(fc, t, members, cache, m, order) -> list[tuple[str, ...]]:
                 continue
             break
     return found
+
+
+def failed_checks(case: Case, got_value, got_grad, got_error: str | None) -> list[FailedCase]:
+    """The checks on which one output differs from torch's semantics (float64 reference, judge tolerance).
+
+    For probing a candidate on cases chosen so torch's semantics are also the exact value
+    (the profile): no exact oracle and no ``torch_differs`` here; that verdict is the judge's.
+    ``got_grad`` None means the gradient was not observed.
+    """
+    m, t = _Matcher(), evaluate(case)
+
+    def fc(check):
+        return FailedCase(case, check, got_value, got_grad, got_error)
+
+    if t.error is not None:
+        return [] if got_error is not None else [fc("error_semantics")]
+    if got_error is not None:
+        return [fc("value")]
+    out = []
+    got = np.asarray(got_value)
+    if got.shape != t.value.shape or got.dtype.kind != "f" or str(got.dtype) != t.dtype:
+        out.append(fc("shape_dtype"))
+    if got.shape == t.value.shape and not m.match(got, t.value, case, "value", t.dtype):
+        c = compare(got, _rounded(t.value, t.dtype), m.tol(case, "value", t.dtype), t.dtype)
+        out.append(fc("value" if c.pattern_ok else "nan_pattern"))
+    if got_grad is not None and t.grad is not None:
+        dt = str(case.arrays["input"].dtype)
+        if not m.match(got_grad, t.grad, case, "grad", dt) or np.shape(got_grad) != t.grad.shape:
+            out.append(fc("grad_input"))
+    return out

@@ -223,8 +223,8 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
         W = float(valid.sum())
     elif sem.mean_denominator == "all_rows":
         W = W + float((~valid).sum())
-    elif sem.mean_denominator == "all_rows_w0":
-        W = W + float((~valid).sum()) * (float(wc[0]) if C else 1.0)
+    elif sem.mean_denominator == "all_rows_w0" and w is not None and C:
+        W = W + float((~valid).sum()) * float(wc[0])       # without a weight this is 'all_rows'
     if red == "none" and x.ndim > 1:
         value = per.reshape(_none_shape(_samples(x.shape, sem), sem))
     elif red in ("none", "sum"):
