@@ -16,10 +16,10 @@ from itertools import combinations
 import numpy as np
 
 from conformance.compare import compare
+from conformance.conventions._match import Matcher as _Matcher, rounded as _rounded, same_outcome
 from conformance.conventions._library import CONVENTIONS, Convention
 from conformance.conventions._semantics import TORCH, Outcome, Semantics, evaluate
 from conformance.model import Case
-from conformance.tolerances import tolerance
 
 #: Pairs are tried only among this many conventions that change a case, and at most
 #: PAIR_BUDGET pair evaluations per diagnose() call (each is one float64 reference).
@@ -38,42 +38,6 @@ class FailedCase:
     got_error: str | None              # exception type name if it raised
 
 
-def _rounded(want: np.ndarray, dtype: str) -> np.ndarray:
-    """Values beyond ``dtype``'s range become its infinity (a correctly rounded result overflows)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        r = np.asarray(want).astype(dtype)
-    return np.where(np.isinf(r) & np.isfinite(want), r.astype(np.float64), want)
-
-
-class _Matcher:
-    """Comparisons under the judge's tolerance policy, with the tolerances cached per case."""
-
-    def __init__(self):
-        self._tols: dict = {}
-
-    def tol(self, case: Case, kind: str, dtype: str) -> np.ndarray:
-        key = (id(case), kind, dtype)
-        if key not in self._tols:
-            self._tols[key] = (case, tolerance(case, kind, dtype)[0])
-        return self._tols[key][1]
-
-    def match(self, got, want, case: Case, kind: str, dtype: str) -> bool:
-        if got is None or want is None:
-            return False
-        got, want = np.asarray(got), np.asarray(want, dtype=np.float64)
-        if got.dtype.kind not in "fiu":
-            return False
-        tol = self.tol(case, kind, dtype)
-        if got.shape != want.shape:
-            if got.size != want.size or np.asarray(tol).size not in (1, want.size):
-                return False
-            got, tol = got.reshape(want.shape), np.reshape(tol, want.shape) if np.ndim(tol) else tol
-        elif np.ndim(tol) and np.shape(tol) != want.shape:
-            tol = np.reshape(tol, want.shape) if np.size(tol) == want.size else tol
-        c = compare(got, _rounded(want, dtype), tol, dtype)
-        return c.value_ok and c.pattern_ok
-
-
 def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: _Matcher) -> bool:
     """Whether outcome ``o`` (a convention's) explains the failing check ``fc``; ``t`` is torch's."""
     case, check = fc.case, fc.check
@@ -89,6 +53,10 @@ def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: _Matcher) -> bool:
     if o.error is not None or not o.determined:
         return False
     if check in ("value", "nan_pattern"):
+        got_dt = str(np.asarray(fc.got_value).dtype) if fc.got_value is not None else None
+        if o.dtype != t.dtype and got_dt == o.dtype:
+            # another result dtype: the values are judged at that dtype's precision
+            return m.match(fc.got_value, o.value, case, "value", o.dtype)
         if m.match(fc.got_value, t.value, case, "value", t.dtype) or m.match(o.value, t.value, case, "value", t.dtype):
             return False
         return m.match(fc.got_value, o.value, case, "value", t.dtype)
@@ -131,11 +99,7 @@ def _single(conv: Convention, fc: FailedCase, t: Outcome, cache: _Cache, m: _Mat
     changes = False
     for sem in conv.settings:
         o = cache.get(fc.case, sem)
-        if o.error == t.error and o.determined and o.error is None and o.value is not None \
-                and np.array_equal(o.value, t.value, equal_nan=True) and o.dtype == t.dtype \
-                and (o.grad is None or t.grad is None or np.array_equal(o.grad, t.grad, equal_nan=True)):
-            continue
-        if o.error is not None and t.error is not None:
+        if same_outcome(o, t, m):
             continue
         changes = True
         if _explains(fc, o, t, m):

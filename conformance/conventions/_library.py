@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from conformance.conventions._match import Matcher, same_outcome
 from conformance.conventions._semantics import Outcome, Semantics, evaluate
 from conformance.model import Case
 
@@ -52,27 +51,11 @@ class Convention:
 
     def reference(self, case: Case) -> Outcome | None:
         """The float64 outcome under the first alternative that differs from torch's, else None."""
-        torch_out = evaluate(case)
+        torch_out, m = evaluate(case), Matcher()
         for _, o in self.references(case):
-            if differs(o, torch_out):
+            if not same_outcome(o, torch_out, m):
                 return o
         return None
-
-
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
-
-
-def differs(o: Outcome, torch_out: Outcome) -> bool:
-    """Whether ``o`` says anything other than torch (bit-level: the tolerance decides matches later)."""
-    if (o.error is None) != (torch_out.error is None) or not o.determined:
-        return True
-    if o.error is not None:
-        return False                    # both raise: the exception type is not a convention
-    return not (_same(o.value, torch_out.value) and _same(o.grad, torch_out.grad) and o.dtype == torch_out.dtype)
 
 
 def S(**kw) -> Semantics:
@@ -159,7 +142,7 @@ _LIST = [
     Convention("result_dtype_differs",
                "the result dtype is not torch's (input dtype, or always float64/float32) where torch promotes",
                ALL, tuple(S(result_dtype=d) for d in ("input", "float64", "float32")), (),
-               "docs/semantics.md §2.4, §2.6", ("shape_dtype",)),
+               "docs/semantics.md §2.4, §2.6", ("shape_dtype", "value", "nan_pattern")),
     Convention("target_broadcasts",
                "a target (or batch) of another shape that broadcasts is accepted where torch raises",
                ALL, (S(target_broadcasts=True),), ("NumPy broadcasting",), "docs/semantics.md §1.1, §1.4",

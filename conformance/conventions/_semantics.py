@@ -339,7 +339,8 @@ def _bce(case: Case, sem: Semantics, want_grad: bool):
 
 
 def _pos_weight(pw, shape, sem: Semantics) -> np.ndarray:
-    if pw is not None and sem.pos_weight_axis == "class" and np.ndim(pw) == 1 and len(shape) >= 3:
+    if pw is not None and sem.pos_weight_axis == "class" and np.ndim(pw) == 1 and len(shape) >= 3 \
+            and np.shape(pw)[0] == shape[1]:
         pw = np.asarray(pw).reshape((-1,) + (1,) * (len(shape) - 2))
     return bce_broadcast(pw, shape)
 
@@ -484,7 +485,12 @@ def evaluate(case: Case, sem: Semantics = TORCH, want_grad: bool = True) -> Outc
             return Outcome(error=e2, case=case)
     if sem.class_axis == "last" and not _class_axis_ok(case):
         sem = dataclasses.replace(sem, class_axis="dim1")
-    value, grad, dtype = _compute(case, sem, want_grad)
+    try:
+        value, grad, dtype = _compute(case, sem, want_grad)
+    except (ValueError, IndexError):
+        if sem == TORCH:
+            raise
+        value, grad, dtype = _compute(case, TORCH, want_grad)     # a setting that cannot apply to this case
     return Outcome(None, np.asarray(value, np.float64), None if grad is None else np.asarray(grad, np.float64),
                    _result_dtype(dtype, case, sem), True, case)
 

@@ -130,3 +130,220 @@ def test_a_bug_outside_the_library_is_unexplained():
     c = case("cross_entropy", X33, [2, 0, 1], label_smoothing=0.2)
     fails, diag = ids_for(_bug("bug_ce_grad_ignores_smoothing"), [c], "cross_entropy")
     assert [d["id"] for d in diag] == ["unexplained"] and diag[0]["explains"] == len(fails)
+
+
+# ------------------------------------------------------------------ one tiny candidate per remaining convention
+REF = _bug("reference")
+
+
+class Candidate:
+    """The correct reference candidate with some functions replaced."""
+
+    def __init__(self, **fns):
+        self.__dict__.update(fns)
+
+    def __getattr__(self, name):
+        return getattr(REF, name)
+
+
+def _rows_lp(x):
+    return REF.log_softmax(REF.rows(x))
+
+
+def _ce_mean_empty_zero(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    out = REF.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    return np.zeros_like(out) if reduction == "mean" and np.isnan(out) else out
+
+
+def _ce_megatron(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    x, t = np.asarray(input), np.asarray(target)
+    lp, C = _rows_lp(x), x.shape[1]
+    s = label_smoothing * C / (C - 1)                          # Megatron-LM's rescaled smoothing
+    per = (1 - s) * -lp[np.arange(len(t)), t] + s * -lp.mean(axis=1)
+    return np.asarray(per.mean() if reduction == "mean" else per.sum() if reduction == "sum" else per).astype(x.dtype)
+
+
+def _ce_textbook_weighted_smoothing(input, target, weight=None, ignore_index=-100, reduction="mean",
+                                    label_smoothing=0.0):
+    x, t, w = np.asarray(input), np.asarray(target), np.asarray(weight, np.float64)
+    lp, C, eps = _rows_lp(x), x.shape[1], label_smoothing
+    q = np.full(lp.shape, eps / C)
+    q[np.arange(len(t)), t] += 1 - eps
+    per = -(q * lp).sum(axis=1) * w[t]
+    return np.asarray(per.sum() / w[t].sum() if reduction == "mean" else per.sum()).astype(x.dtype)
+
+
+def _ce_prob_no_smoothing(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    prob = np.asarray(target).shape == np.asarray(input).shape
+    return REF.cross_entropy(input, target, weight, ignore_index, reduction, 0.0 if prob else label_smoothing)
+
+
+def _bce_keras(input, target, weight=None, reduction="mean"):
+    x = np.clip(np.asarray(input, np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(target, np.float64)
+    return REF._reduce(-(y * np.log(x) + (1 - y) * np.log(1 - x)), reduction, np.asarray(input).dtype)
+
+
+def _bce_mean_by_weights(input, target, weight=None, reduction="mean"):
+    if reduction != "mean" or weight is None:
+        return REF.binary_cross_entropy(input, target, weight, reduction)
+    s = REF.binary_cross_entropy(input, target, weight, "sum")
+    return (s / np.broadcast_to(weight, np.shape(input)).sum()).astype(s.dtype)
+
+
+def _bcewl_pw_negative(input, target, weight=None, reduction="mean", pos_weight=None):
+    x, y = np.asarray(input, np.float64), np.asarray(target, np.float64)
+    pw = 1.0 if pos_weight is None else np.asarray(pos_weight, np.float64)
+    ls = REF.log_sigmoid(x)
+    return REF._reduce(-(y * ls + pw * (1 - y) * (ls - x)), reduction, np.asarray(target).dtype)
+
+
+def _ce_last_axis(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    x, p = np.asarray(input), np.asarray(target)
+    lp = REF.log_softmax(x.reshape(-1, x.shape[-1]).astype(np.float64))
+    per = -(lp * p.reshape(lp.shape)).sum(axis=1)
+    return np.asarray(per.mean() if reduction == "mean" else per.sum()).astype(x.dtype)
+
+
+def _nll_clamped_index(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    x, t = np.asarray(input), np.asarray(target)
+    t = np.where(t == ignore_index, t, np.clip(t, 0, x.shape[1] - 1))     # JAX-style clamped gather
+    return REF.nll_loss(input, t, weight, ignore_index, reduction)
+
+
+def _nll_checks_first(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    t = np.asarray(target)
+    if ((t < 0) | (t >= np.asarray(input).shape[1])).any():
+        raise IndexError("nll_loss: target out of bounds")
+    return REF.nll_loss(input, target, weight, ignore_index, reduction)
+
+
+def _bce_flat(input, target, weight=None, reduction="mean"):
+    out = REF.binary_cross_entropy(input, target, weight, reduction)
+    return out.reshape(-1) if reduction == "none" else out
+
+
+def _bcewl_input_dtype(input, target, weight=None, reduction="mean", pos_weight=None):
+    return REF.binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight).astype(input.dtype)
+
+
+def _bce_broadcasting(input, target, weight=None, reduction="mean"):
+    return REF.binary_cross_entropy(input, np.broadcast_to(target, np.shape(input)), weight, reduction)
+
+
+def _ce_backward_unmasked(grad_output, input, target, weight=None, ignore_index=-100, reduction="mean",
+                          label_smoothing=0.0):
+    x, t = np.asarray(input), np.asarray(target)
+    sm, valid = np.exp(_rows_lp(x)), t != ignore_index
+    hot = np.zeros_like(sm)
+    hot[np.arange(len(t))[valid], t[valid]] = 1.0
+    g = float(grad_output) / valid.sum() if reduction == "mean" else float(grad_output)
+    return (g * (sm - hot)).astype(x.dtype)                   # softmax - onehot for every row
+
+
+def _ce_mask_by_multiply(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    x, t = np.asarray(input), np.asarray(target)
+    valid = t != ignore_index
+    with np.errstate(all="ignore"):
+        per = -_rows_lp(x)[np.arange(len(t)), np.where(valid, t, 0)] * valid
+    return np.asarray(per.sum() / valid.sum() if reduction == "mean" else per.sum()).astype(x.dtype)
+
+
+XP = np.moveaxis(np.arange(24.0).reshape(2, 3, 4) / 5, 1, -1).copy()            # (2, 4, 3)
+PP = np.full((2, 4, 3), 1 / 3)
+CUSTOM = [
+    ("empty_mean_zero", Candidate(cross_entropy=_ce_mean_empty_zero),
+     [case("cross_entropy", X33, [-100, -100, -100]), case("cross_entropy", np.zeros((0, 3)), np.zeros(0, int))]),
+    ("smoothing_eps_over_c_minus_1", Candidate(cross_entropy=_ce_megatron),
+     [case("cross_entropy", X43, [2, 0, 1, 1], label_smoothing=0.3, reduction=r) for r in ("mean", "none")]),
+    ("smoothing_weighted_by_target", Candidate(cross_entropy=_ce_textbook_weighted_smoothing),
+     [case("cross_entropy", X33, [2, 0, 1], weight=W3, label_smoothing=0.2, reduction=r) for r in ("mean", "sum")]),
+    ("prob_target_smoothing_ignored", Candidate(cross_entropy=_ce_prob_no_smoothing),
+     [case("cross_entropy", X33, P33, label_smoothing=0.25)]),
+    ("probability_clipped", Candidate(binary_cross_entropy=_bce_keras),
+     [case("binary_cross_entropy", [0.0, 1e-9, 1.0, 0.5], [1.0, 1.0, 0.0, 0.5], reduction="none")]),
+    ("bce_mean_by_weight_sum", Candidate(binary_cross_entropy=_bce_mean_by_weights),
+     [case("binary_cross_entropy", XB, YB, weight=[1.0, 2.0, 3.0])]),
+    ("pos_weight_on_negative_term", Candidate(binary_cross_entropy_with_logits=_bcewl_pw_negative),
+     [case("binary_cross_entropy_with_logits", XB, YB, pos_weight=[3.0, 0.5, 2.0], reduction="sum")]),
+    ("class_axis_last", Candidate(cross_entropy=_ce_last_axis), [case("cross_entropy", XP, PP, reduction="sum")]),
+    ("out_of_range_target_unchecked", Candidate(nll_loss=_nll_clamped_index), [case("nll_loss", X33, [2, 3, 0])]),
+    ("ignore_index_range_checked", Candidate(nll_loss=_nll_checks_first), [case("nll_loss", X33, [2, -100, 0])]),
+    ("none_output_flattened", Candidate(binary_cross_entropy=_bce_flat),
+     [case("binary_cross_entropy", XB, YB, reduction="none")]),
+    ("result_dtype_differs", Candidate(binary_cross_entropy_with_logits=_bcewl_input_dtype),
+     [case("binary_cross_entropy_with_logits", XB, YB, dtype=f32, tdtype=f64)]),
+    ("target_broadcasts", Candidate(binary_cross_entropy=_bce_broadcasting),
+     [case("binary_cross_entropy", XB, [1.0, 0.0, 1.0])]),
+    ("ignored_rows_have_gradient", Candidate(cross_entropy_backward=_ce_backward_unmasked),
+     [case("cross_entropy", X43, [2, 0, 1, -100])]),
+    ("nan_leaks_from_ignored_rows", Candidate(cross_entropy=_ce_mask_by_multiply),
+     [case("cross_entropy", [[np.nan, 0.0, 1.0], [0.5, 0.2, 0.1]], [-100, 1], reduction=r) for r in ("mean", "sum")]),
+]
+
+
+@pytest.mark.parametrize("cid,cand,cases", CUSTOM, ids=[c for c, _, _ in CUSTOM])
+def test_convention_is_diagnosed(cid, cand, cases):
+    fails, diag = ids_for(cand, cases, cases[0].loss)
+    assert diag[0]["id"] == cid and diag[0]["explains"] == len(fails), diag
+
+
+def test_every_convention_is_tested():
+    tested = {c for _, c, _ in SEEDED} | {c for c, _, _ in CUSTOM}
+    assert tested == set(CONVENTIONS)
+
+
+# ------------------------------------------------------------------ torch's own outputs are never explained
+ALL_CASES = [c for _, _, cs in SEEDED + CUSTOM for c in cs] + [c for loss in LOSSES for c in catalogue.entries(loss)]
+
+
+def test_torch_outputs_are_never_explained():
+    """torch's reference handed back as the candidate's output, under every check: nothing explains it."""
+    fails = {}
+    for c in ALL_CASES:
+        t = evaluate(c)
+        for check in ("value", "shape_dtype", "nan_pattern", "grad_input", "error_semantics"):
+            val = None if t.value is None else t.value.astype(t.dtype)
+            grad = None if t.grad is None else t.grad.astype(c.arrays["input"].dtype)
+            fc = FailedCase(c, check, val, grad, t.error)
+            fails.setdefault(c.loss, []).append(fc)
+    for loss, fs in fails.items():
+        assert [d["id"] for d in diagnose(loss, fs)] == ["unexplained"], loss
+
+
+#: A case none of the conventions changes: no weight, ignore_index, smoothing or pos_weight; 2-D, small, valid.
+PLAIN = {
+    "cross_entropy": case("cross_entropy", X33, [2, 0, 1]),
+    "nll_loss": case("nll_loss", X33, [2, 0, 1]),
+    "binary_cross_entropy": case("binary_cross_entropy", XB, YB),
+    "binary_cross_entropy_with_logits": case("binary_cross_entropy_with_logits", XB, YB),
+}
+
+
+@pytest.mark.parametrize("cid", sorted(CONVENTIONS))
+def test_no_reference_where_the_convention_changes_nothing(cid):
+    conv = CONVENTIONS[cid]
+    for loss, c in PLAIN.items():
+        got = conv.reference(c)
+        if cid == "result_dtype_differs" and loss in conv.losses:
+            # its 'always float32' alternative changes every float64 case: only the dtype differs
+            assert got is not None and got.dtype == "float32"
+            np.testing.assert_array_equal(got.value, evaluate(c).value)
+        else:
+            assert got is None, (cid, loss)
+
+
+def test_pairs_explain_what_no_single_convention_does():
+    """A candidate that both divides by the count and adds smoothing to ignored rows."""
+    def ce(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        s = _bug("bug_ce_smoothing_on_ignored").cross_entropy(input, target, weight, ignore_index, "sum",
+                                                                label_smoothing)
+        return (s / (np.asarray(target) != ignore_index).sum()).astype(s.dtype)
+    c = case("cross_entropy", X43, [2, 0, 1, -100], weight=W3, label_smoothing=0.2)
+    fails, diag = ids_for(Candidate(cross_entropy=ce), [c], "cross_entropy")
+    assert diag[0]["id"] == "weighted_mean_by_count+smoothing_on_ignored_rows", diag
+
+
+def test_diagnose_rejects_another_loss():
+    with pytest.raises(ValueError, match="diagnose"):
+        diagnose("nll_loss", [FailedCase(PLAIN["cross_entropy"], "value", None, None, None)])

@@ -1,0 +1,59 @@
+"""Matching an output with a reference under the judge's tolerance policy (no other policy here)."""
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.compare import compare
+from conformance.model import Case
+from conformance.tolerances import tolerance
+
+
+def rounded(want: np.ndarray, dtype: str) -> np.ndarray:
+    """Values beyond ``dtype``'s range become its infinity (a correctly rounded result overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.asarray(want).astype(dtype)
+    return np.where(np.isinf(r) & np.isfinite(want), r.astype(np.float64), want)
+
+
+class Matcher:
+    """Comparisons under the judge's tolerance policy, with the tolerances cached per case."""
+
+    def __init__(self):
+        self._tols: dict = {}
+
+    def tol(self, case: Case, kind: str, dtype: str) -> np.ndarray:
+        key = (id(case), kind, dtype)
+        if key not in self._tols:
+            self._tols[key] = (case, tolerance(case, kind, dtype)[0])
+        return self._tols[key][1]
+
+    def match(self, got, want, case: Case, kind: str, dtype: str) -> bool:
+        if got is None or want is None:
+            return False
+        got, want = np.asarray(got), np.asarray(want, dtype=np.float64)
+        if got.dtype.kind not in "fiu":
+            return False
+        tol = self.tol(case, kind, dtype)
+        if got.shape != want.shape:
+            if got.size != want.size or np.asarray(tol).size not in (1, want.size):
+                return False
+            got, tol = got.reshape(want.shape), np.reshape(tol, want.shape) if np.ndim(tol) else tol
+        elif np.ndim(tol) and np.shape(tol) != want.shape:
+            tol = np.reshape(tol, want.shape) if np.size(tol) == want.size else tol
+        c = compare(got, rounded(want, dtype), tol, dtype)
+        return c.value_ok and c.pattern_ok
+
+
+def same_outcome(a, b, m: Matcher) -> bool:
+    """Whether two outcomes of one case are indistinguishable at the policy tolerance."""
+    if (a.error is None) != (b.error is None) or a.determined != b.determined:
+        return False
+    if a.error is not None or not a.determined:
+        return True
+    if a.dtype != b.dtype or a.value.shape != b.value.shape:
+        return False
+    if not m.match(a.value, b.value, b.case, "value", b.dtype):
+        return False
+    if a.grad is None or b.grad is None:
+        return True
+    return m.match(a.grad, b.grad, b.case, "grad", str(b.case.arrays["input"].dtype))
