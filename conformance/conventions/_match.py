@@ -15,6 +15,21 @@ def rounded(want: np.ndarray, dtype: str) -> np.ndarray:
     return np.where(np.isinf(r) & np.isfinite(want), r.astype(np.float64), want)
 
 
+def judged_dtype(case: Case, kind: str, dtype: str) -> str:
+    """The precision a value is judged at: the result dtype, or the least precise float input.
+
+    torch computes a mixed-precision loss partly in its inputs' precision (BCE-with-logits on a
+    float32 input and a float64 target forms log_sigmoid in float32, docs/semantics.md §2.6), so a
+    float64 result of float32 inputs carries float32 rounding.
+    """
+    if kind != "value":
+        return dtype
+    floats = [np.dtype(a.dtype) for k, a in case.arrays.items()
+              if k in ("input", "target", "weight", "pos_weight") and np.dtype(a.dtype).kind == "f"]
+    coarse = min(floats + [np.dtype(dtype)], key=lambda d: np.finfo(d).eps * -1)
+    return str(coarse)
+
+
 class Matcher:
     """Comparisons under the judge's tolerance policy, with the tolerances cached per case."""
 
@@ -33,6 +48,7 @@ class Matcher:
         got, want = np.asarray(got), np.asarray(want, dtype=np.float64)
         if got.dtype.kind not in "fiu":
             return False
+        dtype = judged_dtype(case, kind, dtype)
         tol = self.tol(case, kind, dtype)
         if got.shape != want.shape:
             if got.size != want.size or np.asarray(tol).size not in (1, want.size):
