@@ -22,6 +22,7 @@ from conformance.catalogue import entries, grad_output_for
 from conformance.compare import compare
 from conformance.conventions import CONVENTIONS, diagnose, evaluate, failed_checks
 from conformance.model import Case
+from conformance.strategies import case_features, features_from_probe, fits
 from conformance.tolerances import tolerance
 from conformance.worker import Worker
 
@@ -46,6 +47,7 @@ def _case(loss, x, t, dtype="float64", tdtype=None, grad=True, **kw) -> Case:
             arrays[k] = np.asarray(kw.pop(k), dtype=dtype)
     c = Case(loss, arrays, kw, origin="profile")
     ref = evaluate(c, want_grad=False)
+    c.expect_error = ref.error
     if grad and ref.error is None:
         arrays["grad_output"] = grad_output_for(ref.value.shape, ref.dtype)
     return c
@@ -120,27 +122,6 @@ def axes() -> list[Axis]:
     ]
 
 
-# ----------------------------------------------------------------------------- what a probe needs
-def _needs(c: Case) -> set[str]:
-    x, t = c.arrays["input"], c.arrays["target"]
-    need = {k for k in ("weight", "pos_weight") if k in c.arrays}
-    need |= {k for k in ("label_smoothing", "ignore_index") if k in c.kwargs}
-    if c.kwargs.get("reduction", "mean") != "mean":
-        need.add("reduction")
-    if c.loss in ("cross_entropy", "nll_loss"):
-        if t.shape == x.shape:
-            need.add("prob_target")
-        elif t.dtype.kind in "iu" and (np.asarray(t) == -100).any():
-            need.add("ignore_index")
-        if x.ndim >= 3:
-            need.add("spatial")
-    if x.size == 0:
-        need.add("empty")
-    if evaluate(c, want_grad=False).error is not None:
-        need.add("errors")
-    return need
-
-
 @dataclass
 class Cell:
     """One candidate on one axis."""
@@ -202,17 +183,19 @@ class _Runner:
         self.info = self.worker.wait_ready()
 
     def skip_reason(self, c: Case) -> str | None:
+        """Why the probe is not sent (what the candidate lacks, as a campaign decides), or None."""
         info = self.info[c.loss]
         if not info["features"]:
             return f"no {c.loss}"
-        missing = sorted((_needs(c) - set(info["features"])))
-        if missing:
+        f = features_from_probe(info)
+        if fits(c, f):
+            return None
+        missing = sorted(case_features(c) - set(f.names))
+        if missing and not (missing == ["errors"] and extensions.canonical(c.loss, c.arrays, f.extensions)[1]):
             return f"no {', '.join(missing)}"
-        if str(c.arrays["input"].dtype) not in info["dtypes"]:
+        if str(c.arrays["input"].dtype) not in f.dtypes:
             return f"no {c.arrays['input'].dtype}"
-        if c.kwargs.get("reduction", "mean") not in info["reductions"]:
-            return f"no reduction={c.kwargs.get('reduction')}"
-        return None
+        return f"no reduction={c.kwargs.get('reduction', 'mean')}"
 
     def run(self, c: Case):
         """(failing checks, outcome status, forward value) of one probe."""

@@ -207,7 +207,7 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
     nll = np.where(valid, -(lp[rows, tc] * wt), 0.0) if C else np.zeros(S)
     smooth_rows = np.ones(S, bool) if sem.smoothing_on_ignored else valid
     c_nll, c_sm = 1 - eps, (eps / C if C else 0.0)
-    if eps > 0 and sem.smoothing == "eps_over_c_minus_1":
+    if eps > 0 and sem.smoothing == "eps_over_c_minus_1" and C > 1:      # undefined for C = 1
         # target weight 1 - eps, every other class eps/(C-1): (1 - eps*C/(C-1))*nll + eps/(C-1)*sum_c(-lp_c)
         c_nll, c_sm = 1 - eps * C / (C - 1), eps / (C - 1)
     if eps > 0 and sem.smoothing == "weighted_by_target":
@@ -487,7 +487,7 @@ def evaluate(case: Case, sem: Semantics = TORCH, want_grad: bool = True) -> Outc
         sem = dataclasses.replace(sem, class_axis="dim1")
     try:
         value, grad, dtype = _compute(case, sem, want_grad)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, ZeroDivisionError):
         if sem == TORCH:
             raise
         value, grad, dtype = _compute(case, TORCH, want_grad)     # a setting that cannot apply to this case
