@@ -38,7 +38,9 @@ _YB = [[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
 _XS = (np.arange(18.0).reshape(2, 3, 3) / 7 - 1).tolist()
 
 
-def _case(loss, x, t, dtype="float64", tdtype=None, grad=True, **kw) -> Case:
+def probe_case(loss, x, t, dtype="float64", tdtype=None, grad=True, **kw) -> Case:
+    """A probe: arrays in ``dtype`` (int64 class targets unless ``tdtype``), weight / pos_weight from ``kw``,
+    the other keywords as given, an upstream gradient when the case is valid, the error torch raises if not."""
     arrays = {"input": np.asarray(x, dtype=dtype)}
     t = np.asarray(t)
     arrays["target"] = t.astype(tdtype or np.int64) if t.dtype.kind in "iu" else t.astype(tdtype or dtype)
@@ -73,50 +75,50 @@ def axes() -> list[Axis]:
     ce, nll, bce, bcewl = "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"
     return [
         Axis("mean denominator", "sum of w[t] over non-ignored samples (§3.1)",
-             (_case(ce, _X43, [2, 0, 1, -100], weight=_W3), _case(nll, _X43, [2, 0, 1, -100], weight=_W3),
-              _case(nll, _X43, [2, 0, 1, -100])),
+             (probe_case(ce, _X43, [2, 0, 1, -100], weight=_W3), probe_case(nll, _X43, [2, 0, 1, -100], weight=_W3),
+              probe_case(nll, _X43, [2, 0, 1, -100])),
              ("weighted_mean_by_count", "mean_includes_ignored", "ignored_rows_count_weight_of_class0")),
         Axis("empty / all-ignored mean", "NaN (0/0) (§3.2, §1.2)",
-             (_case(ce, _X33, [-100, -100, -100]), _case(ce, np.zeros((0, 3)), np.zeros(0, np.int64)),
-              _case(bce, np.zeros(0), np.zeros(0))),
+             (probe_case(ce, _X33, [-100, -100, -100]), probe_case(ce, np.zeros((0, 3)), np.zeros(0, np.int64)),
+              probe_case(bce, np.zeros(0), np.zeros(0))),
              ("empty_mean_zero",)),
         Axis("label smoothing", "eps/C to every class, w_c per class, ignored rows excluded, probability "
              "targets smoothed (§5, §6)",
-             (_case(ce, _X43, [2, 0, 1, 1], label_smoothing=0.3),
-              _case(ce, _X43, [2, 0, 1, -100], label_smoothing=0.2, reduction="sum"),
-              _case(ce, _X33, [2, 0, 1], weight=_W3, label_smoothing=0.2),
-              _case(ce, _X33, _P33, label_smoothing=0.25)),
+             (probe_case(ce, _X43, [2, 0, 1, 1], label_smoothing=0.3),
+              probe_case(ce, _X43, [2, 0, 1, -100], label_smoothing=0.2, reduction="sum"),
+              probe_case(ce, _X33, [2, 0, 1], weight=_W3, label_smoothing=0.2),
+              probe_case(ce, _X33, _P33, label_smoothing=0.25)),
              ("smoothing_eps_over_c_minus_1", "smoothing_on_ignored_rows", "smoothing_weighted_by_target",
               "prob_target_smoothing_ignored")),
         Axis("out-of-range / negative targets", "IndexError for t >= C and t < 0; ignore_index checked first (§4)",
-             (_case(nll, _X33, [2, 3, 0]), _case(nll, _X33, [2, -1, 0]), _case(nll, _X33, [2, -100, 0]),
-              _case(ce, _X33, [2, 3, 0]), _case(ce, _X33, [2, -1, 0])),
+             (probe_case(nll, _X33, [2, 3, 0]), probe_case(nll, _X33, [2, -1, 0]), probe_case(nll, _X33, [2, -100, 0]),
+              probe_case(ce, _X33, [2, 3, 0]), probe_case(ce, _X33, [2, -1, 0])),
              ("out_of_range_target_unchecked", "negative_target_wraps", "ignore_index_range_checked")),
         Axis("probability clipping", "none: each log clamped at -100 instead (§7.1)",
-             (_case(bce, [1e-9, 0.5, 1 - 1e-9], [1.0, 0.5, 0.0], reduction="none"),
-              _case(bce, [1e-9, 0.5, 1 - 1e-9], [1.0, 0.5, 0.0], dtype="float32", reduction="none")),
+             (probe_case(bce, [1e-9, 0.5, 1 - 1e-9], [1.0, 0.5, 0.0], reduction="none"),
+              probe_case(bce, [1e-9, 0.5, 1 - 1e-9], [1.0, 0.5, 0.0], dtype="float32", reduction="none")),
              ("probability_clipped",)),
         Axis("log clamp", "max(log, -100) on each log; gradient floor float32(1e-12) on x(1-x) (§7.1, §10.3)",
-             (_case(bce, [0.0, 1.0, 0.5], [1.0, 0.0, 0.5], reduction="none"),),
+             (probe_case(bce, [0.0, 1.0, 0.5], [1.0, 0.0, 0.5], reduction="none"),),
              ("bce_no_log_clamp", "bce_grad_no_floor", "probability_clipped")),
         Axis("pos_weight axis", "broadcast against the last dim, on the positive term (§8.3)",
-             (_case(bcewl, _XS, (np.asarray(_XS) > 0).astype(float), pos_weight=[3.0, 0.5, 2.0], reduction="sum"),),
+             (probe_case(bcewl, _XS, (np.asarray(_XS) > 0).astype(float), pos_weight=[3.0, 0.5, 2.0], reduction="sum"),),
              ("pos_weight_on_class_dim", "pos_weight_on_negative_term")),
         Axis("result dtype", "the target's dtype (BCE-with-logits), promoted (probability targets) (§2.4, §2.6)",
-             (_case(bcewl, _XB, _YB, dtype="float32", tdtype="float64"),
-              _case(ce, _X33, _P33, dtype="float32", tdtype="float64")),
+             (probe_case(bcewl, _XB, _YB, dtype="float32", tdtype="float64"),
+              probe_case(ce, _X33, _P33, dtype="float32", tdtype="float64")),
              ("result_dtype_differs",)),
         Axis("spatial layout", "classes on dim 1; 'none' keeps (N, d1, ...) (§1.1)",
-             (_case(ce, np.asarray(_XS), [[0, 2, 1], [1, 1, 0]], reduction="none"),
-              _case(ce, np.asarray(_XS), np.full((2, 3, 3), 1 / 3), reduction="sum")),
+             (probe_case(ce, np.asarray(_XS), [[0, 2, 1], [1, 1, 0]], reduction="none"),
+              probe_case(ce, np.asarray(_XS), np.full((2, 3, 3), 1 / 3), reduction="sum")),
              ("none_output_flattened", "class_axis_last")),
         Axis("integer target dtype", "int64 (and uint8 for 1-D/2-D input) only; int32 raises RuntimeError (§2.2)",
-             (_case(ce, _X33, [2, 0, 1], tdtype=np.int32), _case(nll, _X33, [2, 0, 1], tdtype=np.int32))),
+             (probe_case(ce, _X33, [2, 0, 1], tdtype=np.int32), probe_case(nll, _X33, [2, 0, 1], tdtype=np.int32))),
         Axis("accuracy class", "float32/float64 kernels with a max-shifted log-sum-exp and stable log-sigmoid (§2.7)",
-             (_case(ce, [[800.0, 0.0, -1.0], [1.0, 2.0, 3.0]], [0, 2]),
-              _case(ce, [[100.0, 0.0, -100.0], [1.0, 2.0, 3.0]], [0, 2], dtype="float32"),
-              _case(bcewl, [-800.0, 0.5, 40.0], [1.0, 0.5, 1.0], reduction="none"),
-              _case(bcewl, [-100.0, 0.5, 10.0], [1.0, 0.5, 1.0], dtype="float32", reduction="none"))
+             (probe_case(ce, [[800.0, 0.0, -1.0], [1.0, 2.0, 3.0]], [0, 2]),
+              probe_case(ce, [[100.0, 0.0, -100.0], [1.0, 2.0, 3.0]], [0, 2], dtype="float32"),
+              probe_case(bcewl, [-800.0, 0.5, 40.0], [1.0, 0.5, 1.0], reduction="none"),
+              probe_case(bcewl, [-100.0, 0.5, 10.0], [1.0, 0.5, 1.0], dtype="float32", reduction="none"))
              + _large_vocab(),
              ("lse_no_max_shift", "naive_log_sigmoid", "low_precision_accumulation"), accuracy=True),
     ]

@@ -305,9 +305,7 @@ def _reduce_elementwise(l: np.ndarray, red: str, w: np.ndarray, sem: Semantics, 
 
 def _elementwise_gs(arrays, red: str, shape, w: np.ndarray, sem: Semantics) -> np.ndarray:
     g = np.asarray(arrays["grad_output"], dtype=np.float64)
-    if red == "none":
-        return np.broadcast_to(g, shape)
-    if red == "sum":
+    if red in ("none", "sum"):
         return np.broadcast_to(g, shape)
     denom = float(w.sum()) if sem.bce_mean == "weight_sum" else float(np.prod(shape))
     if denom == 0 and sem.empty_mean == "zero":
@@ -315,12 +313,17 @@ def _elementwise_gs(arrays, red: str, shape, w: np.ndarray, sem: Semantics) -> n
     return np.broadcast_to(g / np.float64(denom), shape)
 
 
-def _bce(case: Case, sem: Semantics, want_grad: bool):
-    arrays, red = case.arrays, case.kwargs.get("reduction", "mean")
+def _elementwise_args(case: Case, sem: Semantics):
+    """(arrays, reduction, x, y, w broadcast, compute type) of a BCE / BCE-with-logits case."""
+    arrays = case.arrays
     x = np.asarray(arrays["input"], dtype=np.float64)
     y = np.asarray(arrays["target"], dtype=np.float64)
-    w = bce_broadcast(arrays.get("weight"), x.shape)
-    ft = _ftype(sem, case)
+    return arrays, case.kwargs.get("reduction", "mean"), x, y, bce_broadcast(arrays.get("weight"), x.shape), \
+        _ftype(sem, case)
+
+
+def _bce(case: Case, sem: Semantics, want_grad: bool):
+    arrays, red, x, y, w, ft = _elementwise_args(case, sem)
     inside = np.ones(x.shape, bool)
     if sem.clip is not None:
         c = sem.clip if sem.clip > 0 else float(np.finfo(ft).eps)     # clip < 0: the dtype's eps
@@ -346,11 +349,7 @@ def _pos_weight(pw, shape, sem: Semantics) -> np.ndarray:
 
 
 def _bcewl(case: Case, sem: Semantics, want_grad: bool):
-    arrays, red = case.arrays, case.kwargs.get("reduction", "mean")
-    x = np.asarray(arrays["input"], dtype=np.float64)
-    y = np.asarray(arrays["target"], dtype=np.float64)
-    w = bce_broadcast(arrays.get("weight"), x.shape)
-    ft = _ftype(sem, case)
+    arrays, red, x, y, w, ft = _elementwise_args(case, sem)
     has_pw = arrays.get("pos_weight") is not None
     pw = _pos_weight(arrays.get("pos_weight"), y.shape, sem)
     if sem.log_sigmoid == "naive":

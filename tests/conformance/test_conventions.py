@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from conformance import candidates, catalogue
-from conformance.catalogue import grad_output_for
-from conformance.conventions import CONVENTIONS, TORCH, FailedCase, diagnose, evaluate, failed_checks
+from conformance.conventions import CONVENTIONS, FailedCase, diagnose, evaluate, failed_checks
 from conformance.model import LOSSES, Case
 from conformance.oracles.scipy_ref import ScipyOracle
+from conformance.profile import probe_case
 
 BUGS = os.path.join(os.path.dirname(__file__), "bugs")
 f32, f64 = np.float32, np.float64
@@ -26,19 +26,7 @@ def _bug(name):
     return candidates.load(os.path.join(BUGS, name + ".py"))
 
 
-def case(loss, x, t, dtype=f64, grad=True, **kw):
-    """A case with arrays in ``dtype`` (targets int64 unless float), weight/pos_weight from kw."""
-    arrays = {"input": np.asarray(x, dtype=dtype)}
-    t = np.asarray(t)
-    arrays["target"] = t.astype(np.int64) if t.dtype.kind in "iu" else t.astype(kw.pop("tdtype", dtype))
-    for k in ("weight", "pos_weight"):
-        if k in kw:
-            arrays[k] = np.asarray(kw.pop(k), dtype=dtype)
-    c = Case(loss, arrays, kw)
-    ref = evaluate(c, want_grad=False)
-    if grad and ref.error is None:
-        arrays["grad_output"] = grad_output_for(ref.value.shape, ref.dtype)
-    return c
+case = probe_case
 
 
 def run(mod, c: Case) -> list[FailedCase]:
