@@ -138,14 +138,14 @@ class Cell:
         if self.verdict == "extension":
             return self.detail
         if self.verdict == "torch":
-            head = "torch"
+            head = "torch" if self.max_ulp is None else "within tolerance"
         elif self.verdict == "differs":
             head = ", ".join(self.conventions) if self.conventions else "other"
         else:
             head = self.verdict
         extra = [self.detail] if self.detail else []
         if self.max_ulp is not None:
-            extra.append(f"max {self.max_ulp:.3g} ulp")
+            extra.append(f"worst {self.max_ulp:.3g} ulp")
         return head + (f" ({'; '.join(extra)})" if extra else "")
 
 
@@ -287,8 +287,9 @@ def render(result: dict) -> str:
     if used:
         out += ["", "Conventions (docs/conventions.md):"]
         out += [f"  {c}: {CONVENTIONS[c].summary}" for c in used]
-    out += ["", "'torch' = the same as torch 2.13 within the harness's tolerance; n/a = the candidate lacks "
-            "what the axis needs."]
+    out += ["", "torch = the same as torch 2.13 within the harness's tolerance (conformance/tolerances.py); "
+            "n/a = the candidate lacks what the axis needs;", "worst ulp = the judge's measure vs the float64 "
+            "reference over the accuracy probes; §N = docs/semantics.md §N."]
     return "\n".join(out)
 
 

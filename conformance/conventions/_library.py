@@ -68,7 +68,7 @@ _LIST = [
     Convention("weighted_mean_by_count",
                "weighted 'mean' divides by the number of non-ignored samples, not by sum w[t]",
                CLASS, (S(mean_denominator="count"),),
-               ("Keras/TensorFlow (sample weights; reduction sum_over_batch_size divides by the count)",),
+               ("Keras (class_weight becomes a sample weight; reduction sum_over_batch_size divides by the batch size)",),
                "docs/semantics.md §3.1"),
     Convention("mean_includes_ignored",
                "'mean' counts ignored samples in its denominator (each as 1)",

@@ -335,3 +335,11 @@ def test_pairs_explain_what_no_single_convention_does():
 def test_diagnose_rejects_another_loss():
     with pytest.raises(ValueError, match="diagnose"):
         diagnose("nll_loss", [FailedCase(PLAIN["cross_entropy"], "value", None, None, None)])
+
+
+def test_docs_describe_every_convention():
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "conventions.md")) as f:
+        doc = f.read()
+    for cid, conv in CONVENTIONS.items():
+        assert f"| `{cid}` | {conv.summary} |" in doc, cid
+        assert conv.section.startswith("docs/semantics.md §") and conv.checks, cid
