@@ -15,11 +15,14 @@ from itertools import combinations
 
 import numpy as np
 
+from conformance import extensions
 from conformance.compare import compare
 from conformance.conventions._match import Matcher as _Matcher, rounded as _rounded, same_outcome
 from conformance.conventions._library import CONVENTIONS, Convention
 from conformance.conventions._semantics import TORCH, Outcome, Semantics, evaluate
+from conformance.extensions import EXTENSIONS
 from conformance.model import Case
+from conformance.oracles.validate import expected_error
 
 #: Pairs are tried only among this many conventions that change a case, and at most
 #: PAIR_BUDGET pair evaluations per diagnose() call (each is one float64 reference).
@@ -127,29 +130,19 @@ def diagnose(loss: str, failures: list[FailedCase]) -> list[dict]:
     cache, m = _Cache(), _Matcher()
     counts: dict[tuple[str, ...], int] = {}
     unexplained = 0
-    budget = PAIR_BUDGET
-    order = list(CONVENTIONS)
+    budget = [PAIR_BUDGET]        # pair evaluations left, shared by all failures
+    broken: list[str] = []
     for fc in failures:
         if fc.case.loss != loss:
             raise ValueError(f"diagnose: failures: a case of {fc.case.loss!r} among the failures of {loss!r}")
-        t = cache.get(fc.case, TORCH)
-        hits, undetermined, changers = [], [], []
-        for cid, conv in CONVENTIONS.items():
-            if not _relevant(conv, fc):
-                continue
-            ok, changes = _single(conv, fc, t, cache, m)
-            if changes:
-                changers.append(cid)
-            if ok:
-                sem_undet = any(not cache.get(fc.case, s).determined for s in conv.settings)
-                (undetermined if sem_undet else hits).append((cid,))
-        if not hits and not undetermined and budget > 0:
-            hits = _pairs(fc, t, changers[:MAX_PAIR_MEMBERS], cache, m, order)
-            budget -= len(changers[:MAX_PAIR_MEMBERS]) * (len(changers[:MAX_PAIR_MEMBERS]) - 1) // 2
-        # a convention that predicts the value is more specific than one that only predicts acceptance
-        for key in hits or undetermined:
+        try:
+            keys = _explain_one(_canonical(fc), cache, m, budget)
+        except Exception as exc:     # a case the references cannot evaluate must not lose the report
+            broken.append(f"{type(exc).__name__}: {exc}")
+            keys = []
+        for key in keys:
             counts[key] = counts.get(key, 0) + 1
-        if not hits and not undetermined:
+        if not keys:
             unexplained += 1
     out = []
     for ids, k in counts.items():
@@ -157,25 +150,62 @@ def diagnose(loss: str, failures: list[FailedCase]) -> list[dict]:
         out.append({"id": cid, "summary": summary, "explains": k, "of": n})
     out.sort(key=lambda d: (-d["explains"], d["id"].count("+"), d["id"]))
     if unexplained:
-        out.append({"id": "unexplained", "summary": "no known convention (alone or in pairs) reproduces these "
-                    "outputs", "explains": unexplained, "of": n})
+        summary = "no known convention (alone or in pairs) reproduces these outputs"
+        if broken:
+            summary += f"; {len(broken)} could not be re-evaluated ({broken[0]})"
+        out.append({"id": "unexplained", "summary": summary, "explains": unexplained, "of": n})
     return out
 
 
-def _pairs(fc, t, members, cache, m, order) -> list[tuple[str, ...]]:
+def _canonical(fc: FailedCase) -> FailedCase:
+    """A value check of a case torch rejects was judged through a declared extension (an int32
+    target, a float64 weight): re-judge it against the canonical form, as the judge did."""
+    if fc.check == "error_semantics" or expected_error(fc.case.loss, fc.case.arrays, fc.case.kwargs) is None:
+        return fc
+    arrays, used = extensions.canonical(fc.case.loss, fc.case.arrays, tuple(EXTENSIONS))
+    if not used or expected_error(fc.case.loss, arrays, fc.case.kwargs) is not None:
+        return fc
+    c = fc.case
+    return FailedCase(Case(c.loss, arrays, c.kwargs, c.origin, c.reason), fc.check, fc.got_value, fc.got_grad,
+                      fc.got_error)
+
+
+def _explain_one(fc: FailedCase, cache: "_Cache", m: _Matcher, budget: list[int]) -> list[tuple[str, ...]]:
+    """The conventions (1-tuples) or pairs (2-tuples) that explain one failing check."""
+    t = cache.get(fc.case, TORCH)
+    hits, undetermined, changers = [], [], []
+    for cid, conv in CONVENTIONS.items():
+        if not _relevant(conv, fc):
+            continue
+        ok, changes = _single(conv, fc, t, cache, m)
+        if changes:
+            changers.append(cid)
+        if ok:
+            sem_undet = any(not cache.get(fc.case, s).determined for s in conv.settings)
+            (undetermined if sem_undet else hits).append((cid,))
+    # a convention that predicts the value is more specific than one that only predicts acceptance
+    if hits or undetermined:
+        return hits or undetermined
+    return _pairs(fc, t, changers[:MAX_PAIR_MEMBERS], cache, m, budget)
+
+
+def _pairs(fc, t, members, cache, m, budget: list[int]) -> list[tuple[str, ...]]:
+    order = list(CONVENTIONS)
     found = []
     for a, b in combinations(sorted(members, key=order.index), 2):
+        done = False
         for sa in CONVENTIONS[a].settings:
             for sb in CONVENTIONS[b].settings:
                 sem = sa.merged(sb)
-                if sem is None:
+                if sem is None or budget[0] <= 0:
                     continue
+                budget[0] -= 1
                 if _explains(fc, cache.get(fc.case, sem), t, m):
                     found.append((a, b))
+                    done = True
                     break
-            else:
-                continue
-            break
+            if done:
+                break
     return found
 
 

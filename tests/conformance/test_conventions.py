@@ -343,3 +343,12 @@ def test_docs_describe_every_convention():
     for cid, conv in CONVENTIONS.items():
         assert f"| `{cid}` | {conv.summary} |" in doc, cid
         assert conv.section.startswith("docs/semantics.md §") and conv.checks, cid
+
+
+def test_a_case_judged_through_an_extension_is_diagnosed_in_canonical_form():
+    """An int32 target (torch raises; a candidate declaring any_int_target is judged as int64)."""
+    c = case("cross_entropy", X43, [2, 0, 1, -100], weight=W3)
+    want = CONVENTIONS["weighted_mean_by_count"].reference(c).value
+    sent = Case(c.loss, {**c.arrays, "target": c.arrays["target"].astype(np.int32)}, c.kwargs)
+    diag = diagnose("cross_entropy", [FailedCase(sent, "value", want.astype(np.float64), None, None)])
+    assert diag[0]["id"] == "weighted_mean_by_count", diag
