@@ -250,6 +250,10 @@ def _classify(axis: Axis, runner: _Runner) -> Cell:
     for loss, fs in by_loss.items():
         found += [d["id"] for d in diagnose(loss, fs) if d["id"] != "unexplained"]
     found = list(dict.fromkeys(found))
+    # the axis's own conventions first: a zero all-ignored mean is empty_mean_zero on this axis, even
+    # though mean_includes_ignored (0 / S) gives the same number
+    own = [f for f in found if set(f.split("+")) & set(axis.conventions)]
+    found = own or found
     if not found:
         detail = "; ".join(x for x in (detail, _describe(fails[0])) if x)
     return Cell("differs", found, detail, n, worst)
@@ -283,7 +287,8 @@ def render(result: dict) -> str:
     widths = [max(len(str(x[i])) for x in [head] + rows) for i in range(len(head))]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
-    used = sorted({c for r in result["axes"] for s in specs for c in r["cells"][s]["conventions"]})
+    used = sorted({c for r in result["axes"] for s in specs for ids in r["cells"][s]["conventions"]
+                   for c in ids.split("+")})
     if used:
         out += ["", "Conventions (docs/conventions.md):"]
         out += [f"  {c}: {CONVENTIONS[c].summary}" for c in used]
