@@ -17,9 +17,59 @@ NEG_WRAPS = os.path.join(BUGS, "bug_nll_negative_target_wraps.py")
 AXES = [a.name for a in axes()]
 
 
+#: A textbook NumPy implementation that follows several conventions at once.
+TEXTBOOK = r'''
+import numpy as np
+
+def _lsm(x):
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))        # no max shift
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    x = np.asarray(input, np.float64); t = np.asarray(target)
+    if x.ndim != 2:
+        raise ValueError("2-D only")
+    C = x.shape[1]
+    if t.shape == x.shape:
+        q = t * (1 - label_smoothing) + label_smoothing / C
+        per = -(q * _lsm(x)).sum(1)
+        return np.asarray(per.mean() if reduction == "mean" else per.sum() if reduction == "sum" else per).astype(input.dtype)
+    valid = t != ignore_index
+    tc = np.where(valid, t, 0)
+    lp = _lsm(x)
+    q = np.full(x.shape, label_smoothing / (C - 1)); q[np.arange(len(t)), tc] = 1 - label_smoothing
+    w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+    per = -(q * lp).sum(1) * w[tc] * valid
+    if reduction == "none":
+        return per.astype(input.dtype)
+    if reduction == "sum":
+        return np.asarray(per.sum()).astype(input.dtype)
+    n = valid.sum()
+    return np.asarray(per.sum() / n if n else 0.0).astype(input.dtype)
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    x = np.clip(np.asarray(input, np.float64), 1e-7, 1 - 1e-7); y = np.asarray(target, np.float64)
+    l = -(y * np.log(x) + (1 - y) * np.log(1 - x)) * (1.0 if weight is None else weight)
+    return np.asarray(l if reduction == "none" else l.sum() if reduction == "sum" else l.mean()).astype(input.dtype)
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    x = np.asarray(input, np.float64); y = np.asarray(target, np.float64)
+    pw = 1.0 if pos_weight is None else np.asarray(pos_weight).reshape((-1,) + (1,) * (x.ndim - 2)) if x.ndim >= 3 else pos_weight
+    s = 1 / (1 + np.exp(-x))
+    l = -(pw * y * np.log(s) + (1 - y) * np.log(1 - s))
+    return np.asarray(l if reduction == "none" else l.sum() if reduction == "sum" else l.mean()).astype(input.dtype)
+'''
+
+
 @pytest.fixture(scope="module")
-def result():
-    return profile(["torch", "nbxent", MEAN_BY_COUNT, NEG_WRAPS])
+def textbook(tmp_path_factory):
+    path = tmp_path_factory.mktemp("candidates") / "textbook.py"
+    path.write_text(TEXTBOOK)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def result(textbook):
+    return profile(["torch", "nbxent", MEAN_BY_COUNT, NEG_WRAPS, textbook])
 
 
 def cells(result, spec):
@@ -82,3 +132,15 @@ def test_missing_losses_are_na_and_json_output(tmp_path, capsys):
 def test_profile_of_an_unknown_candidate_is_a_usage_error(capsys):
     assert cli.main(["profile", "--candidate", "no_such_module_xyz"]) == cli.EXIT_USAGE
     assert "no_such_module_xyz" in capsys.readouterr().err
+
+
+def test_several_conventions_each_on_its_axis(result, textbook):
+    got = {axis: cell["conventions"] for axis, cell in cells(result, textbook).items()}
+    assert got["mean denominator"] == ["weighted_mean_by_count"]
+    assert got["empty / all-ignored mean"] == ["empty_mean_zero"]
+    assert got["label smoothing"] == ["smoothing_eps_over_c_minus_1"]
+    assert got["out-of-range / negative targets"] == ["negative_target_wraps"]
+    assert got["probability clipping"] == got["log clamp"] == ["probability_clipped"]
+    assert got["pos_weight axis"] == ["pos_weight_on_class_dim"]
+    assert got["result dtype"] == ["result_dtype_differs"]
+    assert cells(result, textbook)["spatial layout"]["text"].startswith("other (raises ValueError")
