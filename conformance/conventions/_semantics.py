@@ -325,12 +325,15 @@ def _elementwise_args(case: Case, sem: Semantics):
 def _bce(case: Case, sem: Semantics, want_grad: bool):
     arrays, red, x, y, w, ft = _elementwise_args(case, sem)
     inside = np.ones(x.shape, bool)
+    lc = -np.inf if sem.bce_log_clamp is None else sem.bce_log_clamp
     if sem.clip is not None:
         c = sem.clip if sem.clip > 0 else float(np.finfo(ft).eps)     # clip < 0: the dtype's eps
         lo, hi = float(ft(c)), float(ft(1 - c))
-        inside = (x >= lo) & (x <= hi)
-        x = np.clip(x, lo, hi)
-    lc = -np.inf if sem.bce_log_clamp is None else sem.bce_log_clamp
+        if 0 < lo and hi < 1:
+            inside = (x >= lo) & (x <= hi)
+            x = np.clip(x, lo, hi)
+        else:           # 1 - c rounds to 1 in this dtype: no clip, so not this convention (torch's clamp)
+            lc = TORCH.bce_log_clamp
     l = ((y - 1) * np.maximum(np.log1p(-x), lc) - y * np.maximum(np.log(x), lc)) * w   # §7.1
     grad = None
     if want_grad:
