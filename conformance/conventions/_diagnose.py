@@ -50,7 +50,7 @@ def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: _Matcher) -> bool:
         if not o.determined:
             return True
         dt = o.dtype or str(case.arrays["input"].dtype)
-        return fc.got_value is not None and m.match(fc.got_value, o.value, o.case, "value", dt)
+        return fc.got_value is not None and m.match(fc.got_value, o.value, o.case, "value", dt, True)
     if fc.got_error is not None:                  # raised where torch returns
         return o.error is not None
     if o.error is not None or not o.determined:
@@ -59,24 +59,24 @@ def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: _Matcher) -> bool:
         got_dt = str(np.asarray(fc.got_value).dtype) if fc.got_value is not None else None
         if o.dtype != t.dtype and got_dt == o.dtype:
             # another result dtype: the values are judged at that dtype's precision
-            return m.match(fc.got_value, o.value, case, "value", o.dtype)
+            return m.match(fc.got_value, o.value, case, "value", o.dtype, True)
         if m.match(fc.got_value, t.value, case, "value", t.dtype) or m.match(o.value, t.value, case, "value", t.dtype):
             return False
-        return m.match(fc.got_value, o.value, case, "value", t.dtype)
+        return m.match(fc.got_value, o.value, case, "value", t.dtype, True)
     if check == "grad_input":
         dt = str(case.arrays["input"].dtype)
         if o.grad is None or t.grad is None:
             return False
         if m.match(fc.got_grad, t.grad, case, "grad", dt) or m.match(o.grad, t.grad, case, "grad", dt):
             return False
-        return m.match(fc.got_grad, o.grad, case, "grad", dt)
+        return m.match(fc.got_grad, o.grad, case, "grad", dt, True)
     if check == "shape_dtype":
         got = fc.got_value
         if got is None:
             return False
         got = np.asarray(got)
         if o.value.shape != t.value.shape:
-            return got.shape == o.value.shape and m.match(got, o.value, case, "value", t.dtype)
+            return got.shape == o.value.shape and m.match(got, o.value, case, "value", t.dtype, True)
         if o.dtype != t.dtype:
             return str(got.dtype) == o.dtype and got.shape == t.value.shape and got.dtype != np.dtype(t.dtype)
     return False

@@ -427,6 +427,22 @@ def _broadcast_fix(case: Case) -> Case | None:
     return Case(case.loss, arrays, case.kwargs, case.origin, case.reason)
 
 
+def _pos_weight_is_1d_nd(case: Case) -> bool:
+    pw = case.arrays.get("pos_weight")
+    return case.loss == "binary_cross_entropy_with_logits" and pw is not None and pw.ndim == 1 \
+        and case.arrays["input"].ndim >= 3
+
+
+def _channel_pos_weight(case: Case) -> Case | None:
+    """The case with a (C,) pos_weight reshaped to (C, 1, ...), where that is valid (§8.3)."""
+    if not _pos_weight_is_1d_nd(case) or case.arrays["pos_weight"].shape[0] != case.arrays["input"].shape[1]:
+        return None
+    x, pw = case.arrays["input"], case.arrays["pos_weight"]
+    arrays = {**case.arrays, "pos_weight": pw.reshape((-1,) + (1,) * (x.ndim - 2))}
+    fixed = Case(case.loss, arrays, case.kwargs, case.origin, case.reason)
+    return fixed if expected_error(fixed.loss, fixed.arrays, fixed.kwargs) is None else None
+
+
 def _ignore_checked_error(case: Case) -> str | None:
     """``range_check='before_ignore'``: targets equal to an out-of-range ignore_index raise (§4)."""
     if case.loss not in ("cross_entropy", "nll_loss"):
@@ -472,6 +488,8 @@ def evaluate(case: Case, sem: Semantics = TORCH, want_grad: bool = True) -> Outc
     err = expected_error(case.loss, case.arrays, case.kwargs)
     if err is not None:
         fixed, how = _target_fix(case, sem)
+        if fixed is None and sem.pos_weight_axis == "class":
+            fixed, how = _channel_pos_weight(case), "channel"
         if fixed is None and sem.target_broadcasts:
             fixed, how = _broadcast_fix(case), "broadcast"
         if fixed is None or expected_error(fixed.loss, fixed.arrays, fixed.kwargs) is not None:
@@ -485,6 +503,9 @@ def evaluate(case: Case, sem: Semantics = TORCH, want_grad: bool = True) -> Outc
         e2 = _ignore_checked_error(case)
         if e2 is not None:
             return Outcome(error=e2, case=case)
+    if sem.pos_weight_axis == "class" and _channel_pos_weight(case) is None and _pos_weight_is_1d_nd(case) \
+            and np.shape(case.arrays["pos_weight"])[0] not in (1, case.arrays["input"].shape[1]):
+        return Outcome(error="RuntimeError", case=case)        # a (L,) pos_weight does not fit dim 1 of size C
     if sem.class_axis == "last" and not _class_axis_ok(case):
         sem = dataclasses.replace(sem, class_axis="dim1")
     try:

@@ -99,7 +99,12 @@ SEEDED = [
     ("bug_bcewl_naive_log_sigmoid", "naive_log_sigmoid",
      [case("binary_cross_entropy_with_logits", [-800.0, 0.5, 40.0], [1.0, 0.5, 1.0], reduction="none")]),
     ("bug_bcewl_pos_weight_channel_axis", "pos_weight_on_class_dim",
-     [case("binary_cross_entropy_with_logits", XS, (XS > 0).astype(float), pos_weight=[3.0, 0.5, 2.0])]),
+     [case("binary_cross_entropy_with_logits", XS, (XS > 0).astype(float), pos_weight=[3.0, 0.5, 2.0]),
+      # (C,) = (4,) against dim 1 of size 1: it raises where torch broadcasts against the last dim
+      case("binary_cross_entropy_with_logits", XS.reshape(1, 2, 9)[:, :1, :4], np.ones((1, 1, 4)),
+           pos_weight=[3.0, 0.5, 2.0, 1.5], reduction="none"),
+      # (3,) against the last dim of size 2: torch raises, it applies it per channel
+      case("binary_cross_entropy_with_logits", XS[:, :, :2], np.ones((2, 3, 2)), pos_weight=[3.0, 0.5, 2.0])]),
     ("bug_ce_no_max_shift", "lse_no_max_shift", [case("cross_entropy", [[800.0, 0.0, -1.0]], [0])]),
     ("bug_nll_negative_target_wraps", "negative_target_wraps", [case("nll_loss", X33, [2, -1, 0])]),
     ("bug_ce_float32_serial_sum", "low_precision_accumulation",
