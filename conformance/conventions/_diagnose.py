@@ -125,14 +125,15 @@ def diagnose(loss: str, failures: list[FailedCase]) -> list[dict]:
     Returns ``[{"id", "summary", "explains": k, "of": n}, ...]`` sorted by k (descending),
     n = ``len(failures)``; a pair of conventions that explains a case no single one does
     has the id ``"a+b"``; failures nothing explains are counted under ``"unexplained"``.
+    A convention whose failures are all explained by conventions listed before it is left out.
     """
     n = len(failures)
     cache, m = _Cache(), _Matcher()
-    counts: dict[tuple[str, ...], int] = {}
+    counts: dict[tuple[str, ...], set[int]] = {}
     unexplained = 0
     budget = [PAIR_BUDGET]        # pair evaluations left, shared by all failures
     broken: list[str] = []
-    for fc in failures:
+    for i, fc in enumerate(failures):
         if fc.case.loss != loss:
             raise ValueError(f"diagnose: failures: a case of {fc.case.loss!r} among the failures of {loss!r}")
         try:
@@ -141,20 +142,32 @@ def diagnose(loss: str, failures: list[FailedCase]) -> list[dict]:
             broken.append(f"{type(exc).__name__}: {exc}")
             keys = []
         for key in keys:
-            counts[key] = counts.get(key, 0) + 1
+            counts.setdefault(key, set()).add(i)
         if not keys:
             unexplained += 1
     out = []
-    for ids, k in counts.items():
+    for ids in _parsimonious(counts):
         cid, summary = _label(ids)
-        out.append({"id": cid, "summary": summary, "explains": k, "of": n})
-    out.sort(key=lambda d: (-d["explains"], d["id"].count("+"), d["id"]))
+        out.append({"id": cid, "summary": summary, "explains": len(counts[ids]), "of": n})
     if unexplained:
         summary = "no known convention (alone or in pairs) reproduces these outputs"
         if broken:
             summary += f"; {len(broken)} could not be re-evaluated ({broken[0]})"
         out.append({"id": "unexplained", "summary": summary, "explains": unexplained, "of": n})
     return out
+
+
+def _parsimonious(explained: dict[tuple[str, ...], set[int]]) -> list[tuple[str, ...]]:
+    """The explanations worth naming, most failures first: one whose failures are all explained
+    by those ranked above it is left out (a count mean of a zero-weight batch is 0 too, but
+    weighted_mean_by_count already says why)."""
+    ranked = sorted(explained, key=lambda k: (-len(explained[k]), len(k), "+".join(k)))
+    kept, covered = [], set()
+    for key in ranked:
+        if not explained[key] <= covered:
+            kept.append(key)
+            covered |= explained[key]
+    return kept
 
 
 def _canonical(fc: FailedCase) -> FailedCase:
