@@ -17,7 +17,7 @@ import numpy as np
 
 from conformance import extensions
 from conformance.compare import compare
-from conformance.conventions._match import Matcher as _Matcher, rounded as _rounded, same_outcome
+from conformance.conventions._match import Matcher, rounded, same_outcome
 from conformance.conventions._library import CONVENTIONS, Convention
 from conformance.conventions._semantics import TORCH, Outcome, Semantics, evaluate
 from conformance.extensions import EXTENSIONS
@@ -28,6 +28,8 @@ from conformance.oracles.validate import expected_error
 #: PAIR_BUDGET pair evaluations per diagnose() call (each is one float64 reference).
 MAX_PAIR_MEMBERS = 8
 PAIR_BUDGET = 600
+
+__all__ = ["FailedCase", "diagnose", "failed_checks"]
 
 
 @dataclass
@@ -41,7 +43,7 @@ class FailedCase:
     got_error: str | None              # exception type name if it raised
 
 
-def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: _Matcher) -> bool:
+def _explains(fc: FailedCase, o: Outcome, t: Outcome, m: Matcher) -> bool:
     """Whether outcome ``o`` (a convention's) explains the failing check ``fc``; ``t`` is torch's."""
     case, check = fc.case, fc.check
     if t.error is not None:                       # torch raises here
@@ -97,7 +99,7 @@ def _relevant(conv: Convention, fc: FailedCase) -> bool:
     return fc.case.loss in conv.losses and fc.check in conv.checks
 
 
-def _single(conv: Convention, fc: FailedCase, t: Outcome, cache: _Cache, m: _Matcher) -> tuple[bool, bool]:
+def _single(conv: Convention, fc: FailedCase, t: Outcome, cache: _Cache, m: Matcher) -> tuple[bool, bool]:
     """(explains, changes the case at all) for one convention."""
     changes = False
     for sem in conv.settings:
@@ -128,7 +130,7 @@ def diagnose(loss: str, failures: list[FailedCase]) -> list[dict]:
     A convention whose failures are all explained by conventions listed before it is left out.
     """
     n = len(failures)
-    cache, m = _Cache(), _Matcher()
+    cache, m = _Cache(), Matcher()
     counts: dict[tuple[str, ...], set[int]] = {}
     unexplained = 0
     budget = [PAIR_BUDGET]        # pair evaluations left, shared by all failures
@@ -183,7 +185,7 @@ def _canonical(fc: FailedCase) -> FailedCase:
                       fc.got_error)
 
 
-def _explain_one(fc: FailedCase, cache: "_Cache", m: _Matcher, budget: list[int]) -> list[tuple[str, ...]]:
+def _explain_one(fc: FailedCase, cache: "_Cache", m: Matcher, budget: list[int]) -> list[tuple[str, ...]]:
     """The conventions (1-tuples) or pairs (2-tuples) that explain one failing check."""
     t = cache.get(fc.case, TORCH)
     hits, undetermined, changers = [], [], []
@@ -229,7 +231,7 @@ def failed_checks(case: Case, got_value, got_grad, got_error: str | None) -> lis
     (the profile): no exact oracle and no ``torch_differs`` here; that verdict is the judge's.
     ``got_grad`` None means the gradient was not observed.
     """
-    m, t = _Matcher(), evaluate(case)
+    m, t = Matcher(), evaluate(case)
 
     def fc(check):
         return FailedCase(case, check, got_value, got_grad, got_error)
@@ -243,7 +245,7 @@ def failed_checks(case: Case, got_value, got_grad, got_error: str | None) -> lis
     if got.shape != t.value.shape or got.dtype.kind != "f" or str(got.dtype) != t.dtype:
         out.append(fc("shape_dtype"))
     if got.shape == t.value.shape and not m.match(got, t.value, case, "value", t.dtype):
-        c = compare(got, _rounded(t.value, t.dtype), m.tol(case, "value", t.dtype), t.dtype)
+        c = compare(got, rounded(t.value, t.dtype), m.tol(case, "value", t.dtype), t.dtype)
         out.append(fc("value" if c.pattern_ok else "nan_pattern"))
     if got_grad is not None and t.grad is not None:
         dt = str(case.arrays["input"].dtype)

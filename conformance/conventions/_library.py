@@ -15,6 +15,8 @@ from conformance.conventions._match import Matcher, same_outcome
 from conformance.conventions._semantics import Outcome, Semantics, evaluate
 from conformance.model import Case
 
+__all__ = ["CONVENTIONS", "Convention"]
+
 CLASS = ("cross_entropy", "nll_loss")
 CE = ("cross_entropy",)
 BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
@@ -33,36 +35,25 @@ class Convention:
     section: str = ""                   # the torch behaviour it departs from: "docs/semantics.md §N"
     checks: tuple[str, ...] = ("value", "nan_pattern", "grad_input")   # the checks it can explain
 
-    def references(self, case: Case, base: Semantics | None = None) -> list[tuple[Semantics, Outcome]]:
-        """(setting, outcome) for each alternative that changes something for ``case``.
-
-        ``base`` is another convention's setting to combine with (pairs); the outcome
-        is then compared with that base's outcome, not torch's, by the caller.
-        """
-        if case.loss not in self.losses:
-            return []
-        out = []
-        for s in self.settings:
-            sem = s if base is None else s.merged(base)
-            if sem is None:
-                continue
-            out.append((sem, evaluate(case, sem)))
-        return out
+    def references(self, case: Case) -> list[Outcome]:
+        """The float64 outcome of ``case`` under each alternative setting ([] for another loss)."""
+        return [evaluate(case, s) for s in self.settings] if case.loss in self.losses else []
 
     def reference(self, case: Case) -> Outcome | None:
         """The float64 outcome under the first alternative that differs from torch's, else None."""
         torch_out, m = evaluate(case), Matcher()
-        for _, o in self.references(case):
+        for o in self.references(case):
             if not same_outcome(o, torch_out, m):
                 return o
         return None
 
 
-def S(**kw) -> Semantics:
-    return Semantics(**kw)
+S = Semantics
 
 
-_IN_DTYPE_AND_F64 = lambda **kw: (S(**kw), S(compute_dtype="float64", **kw))  # noqa: E731
+def _in_dtype_and_f64(**kw) -> tuple[Semantics, Semantics]:
+    """A precision convention evaluated in the candidate's dtype, and (an alternative) in float64."""
+    return S(**kw), S(compute_dtype="float64", **kw)
 
 _LIST = [
     Convention("weighted_mean_by_count",
@@ -150,10 +141,10 @@ _LIST = [
                ("error_semantics",)),
     Convention("lse_no_max_shift",
                "log-softmax as x - log(sum(exp(x))) without the max shift (inf/NaN for large logits)",
-               CE, _IN_DTYPE_AND_F64(lse="unshifted"), (), "docs/semantics.md §0, §2.7"),
+               CE, _in_dtype_and_f64(lse="unshifted"), (), "docs/semantics.md §0, §2.7"),
     Convention("naive_log_sigmoid",
                "log_sigmoid as log(1/(1+exp(-x))): inf for large negative logits, 0 for tiny losses",
-               ("binary_cross_entropy_with_logits",), _IN_DTYPE_AND_F64(log_sigmoid="naive"), (),
+               ("binary_cross_entropy_with_logits",), _in_dtype_and_f64(log_sigmoid="naive"), (),
                "docs/semantics.md §8.1", ("value", "nan_pattern")),
     Convention("low_precision_accumulation",
                "sums (the exp-sum over classes and/or the batch reduction) added one by one in the input dtype",

@@ -7,6 +7,8 @@ from conformance.compare import compare
 from conformance.model import Case
 from conformance.tolerances import tolerance
 
+__all__ = ["Matcher", "judged_dtype", "rounded", "same_outcome"]
+
 
 def rounded(want: np.ndarray, dtype: str) -> np.ndarray:
     """Values beyond ``dtype``'s range become its infinity (a correctly rounded result overflows)."""

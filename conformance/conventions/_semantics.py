@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.special import expit, log_expit
@@ -30,6 +29,8 @@ from conformance.model import Case
 from conformance.oracles._layout import bce_broadcast, sample_shape
 from conformance.oracles.scipy_ref import BCE_GRAD_FLOOR, log_softmax_rows
 from conformance.oracles.validate import expected_error
+
+__all__ = ["Outcome", "Semantics", "TORCH", "UNDETERMINED", "evaluate"]
 
 #: Marker for an outcome whose value the convention does not determine (e.g. an unchecked
 #: out-of-range read): only "returns a value" or "raises" is predicted.
@@ -205,6 +206,9 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
     rows = np.arange(S)
     wt = np.where(valid, wc[tc], 0.0) if C else np.zeros(S)
     nll = np.where(valid, -(lp[rows, tc] * wt), 0.0) if C else np.zeros(S)
+    if sem.nan_leak:
+        # ignored rows masked by multiplying with 0: a NaN/inf anywhere in the row gives NaN
+        nll = np.where(valid, nll, nll + 0.0 * xr.sum(axis=1))
     smooth_rows = np.ones(S, bool) if sem.smoothing_on_ignored else valid
     c_nll, c_sm = 1 - eps, (eps / C if C else 0.0)
     if eps > 0 and sem.smoothing == "eps_over_c_minus_1" and C > 1:      # undefined for C = 1
@@ -215,9 +219,6 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
     else:
         smooth = np.where(smooth_rows, -(lp * wc).sum(axis=1), 0.0) if eps > 0 else np.zeros(S)
     per = c_nll * nll + c_sm * smooth if eps > 0 else nll
-    if sem.nan_leak:
-        # ignored rows masked by multiplying with 0: a NaN/inf anywhere in the row gives NaN
-        per = np.where(valid, per, per + 0.0 * xr.sum(axis=1))
     W = float(wt.sum())
     if sem.mean_denominator == "count":
         W = float(valid.sum())
@@ -229,8 +230,7 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
         value = per.reshape(_none_shape(_samples(x.shape, sem), sem))
     elif red in ("none", "sum"):
         value = np.asarray(_batch_sum(per, sem, ft))
-    elif sem == TORCH or (eps > 0 and sem.smoothing == "eps_over_c" and sem.mean_denominator == "weight_sum"
-                          and sem.empty_mean == "nan" and sem.accumulate == "exact"):
+    elif sem.smoothing == "eps_over_c" and sem.empty_mean == "nan" and sem.accumulate == "exact":
         # two divisions, as torch (§0): with W == 0 the nll term is 0/0 = nan even at eps = 1
         value = np.asarray((1 - eps) * (nll.sum() / np.float64(W)) + (eps / C) * (smooth.sum() / np.float64(W))
                            if eps > 0 else nll.sum() / np.float64(W))
@@ -516,8 +516,3 @@ def evaluate(case: Case, sem: Semantics = TORCH, want_grad: bool = True) -> Outc
         value, grad, dtype = _compute(case, TORCH, want_grad)     # a setting that cannot apply to this case
     return Outcome(None, np.asarray(value, np.float64), None if grad is None else np.asarray(grad, np.float64),
                    _result_dtype(dtype, case, sem), True, case)
-
-
-def changed(sem: Semantics) -> dict[str, Any]:
-    """The knobs ``sem`` sets differently from torch."""
-    return {k: v for k, v in dataclasses.asdict(sem).items() if v != getattr(TORCH, k)}
