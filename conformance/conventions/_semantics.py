@@ -108,15 +108,13 @@ def _ftype(sem: Semantics, case: Case):
 
 
 def _serial_sum(a: np.ndarray, axis, ft) -> np.ndarray:
-    """Terms added one by one in ``ft`` (a plain loop, no pairwise or lane splitting)."""
+    """Terms added one by one in ``ft`` (a prefix sum is a plain loop: no pairwise or lane splitting)."""
     a = np.asarray(a, dtype=ft)
-    if a.size == 0:
+    if axis is None:
+        a, axis = a.reshape(-1), 0
+    if a.shape[axis] == 0:
         return np.sum(a, axis=axis).astype(np.float64)
-    ax = axis if axis is not None else None
-    flat = a.reshape(-1) if ax is None else a
-    c = np.cumsum(flat, axis=0 if ax is None else ax, dtype=ft)
-    last = c[-1] if ax is None else np.take(c, -1, axis=ax)
-    return np.asarray(last, dtype=np.float64)
+    return np.take(np.cumsum(a, axis=axis, dtype=ft), -1, axis=axis).astype(np.float64)
 
 
 def _log_softmax(xr: np.ndarray, sem: Semantics, ft) -> np.ndarray:
@@ -206,9 +204,11 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
     rows = np.arange(S)
     wt = np.where(valid, wc[tc], 0.0) if C else np.zeros(S)
     nll = np.where(valid, -(lp[rows, tc] * wt), 0.0) if C else np.zeros(S)
-    if sem.nan_leak:
-        # ignored rows masked by multiplying with 0: a NaN/inf anywhere in the row gives NaN
-        nll = np.where(valid, nll, nll + 0.0 * xr.sum(axis=1))
+    if sem.nan_leak and C:
+        # ignored rows masked by multiplying the gathered term with 0 (the ignored index, clamped
+        # to class 0 when it is no class): NaN/inf there, or a NaN/+inf row of CE's log_softmax, gives NaN
+        read = np.where(valid, tr, ii if 0 <= ii < C else 0)
+        nll = np.where(valid, nll, 0.0 * lp[rows, read])
     smooth_rows = np.ones(S, bool) if sem.smoothing_on_ignored else valid
     c_nll, c_sm = 1 - eps, (eps / C if C else 0.0)
     if eps > 0 and sem.smoothing == "eps_over_c_minus_1" and C > 1:      # undefined for C = 1
