@@ -26,8 +26,9 @@ from conformance.strategies import case_features, features_from_probe, fits
 from conformance.tolerances import tolerance
 from conformance.worker import Worker
 
-#: Per call; generous because the first call of a JIT-compiled candidate compiles it.
-CALL_TIMEOUT_S = 120.0
+#: Per call; generous because the first call of a JIT-compiled candidate compiles it. A loss
+#: that crashes or hangs once is not called again (its later probes report the same).
+CALL_TIMEOUT_S = 60.0
 
 _X33 = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [0.0, 3.0, 1.0]]
 _X43 = _X33 + [[2.0, 2.0, 2.0]]
@@ -128,7 +129,7 @@ def axes() -> list[Axis]:
 class Cell:
     """One candidate on one axis."""
 
-    verdict: str                             # 'torch' | 'differs' | 'extension' | 'n/a' | 'crash'
+    verdict: str                             # 'torch' | 'differs' | 'extension' | 'n/a' | 'crash' | 'timeout'
     conventions: list[str] = field(default_factory=list)
     detail: str = ""
     probes: int = 0
@@ -183,6 +184,7 @@ class _Runner:
         self.spec = spec
         self.worker = Worker(spec, env=candidates.worker_env(spec), dtypes=("float16", "float32", "float64"))
         self.info = self.worker.wait_ready()
+        self.dead: dict[str, str] = {}           # loss -> 'crash' | 'timeout'
 
     def skip_reason(self, c: Case) -> str | None:
         """Why the probe is not sent (what the candidate lacks, as a campaign decides), or None."""
@@ -201,16 +203,22 @@ class _Runner:
 
     def run(self, c: Case):
         """(failing checks, outcome status, forward value) of one probe."""
+        if c.loss in self.dead:
+            return None, self.dead[c.loss], None
         fwd = self.worker.call(c.loss, c.arrays, c.kwargs, False, CALL_TIMEOUT_S)
         if fwd.status in ("crash", "timeout"):
+            self.dead[c.loss] = fwd.status
             return None, fwd.status, None
         val = fwd.value if fwd.status == "ok" else None
         err = fwd.exc_type if fwd.status == "raised" else None
         grad = None
+        back = c.loss + "_backward"
         if err is None and "backward" in self.info[c.loss]["features"] and "grad_output" in c.arrays \
-                and evaluate(c, want_grad=False).error is None:
-            bwd = self.worker.call(c.loss + "_backward", c.arrays, c.kwargs, True, CALL_TIMEOUT_S)
+                and back not in self.dead and evaluate(c, want_grad=False).error is None:
+            bwd = self.worker.call(back, c.arrays, c.kwargs, True, CALL_TIMEOUT_S)
             grad = bwd.value if bwd.status == "ok" else None
+            if bwd.status in ("crash", "timeout"):
+                self.dead[back] = bwd.status     # the forward is still profiled, without gradients
         return failed_checks(c, val, grad, err), "ok", val
 
     def close(self):
@@ -227,7 +235,7 @@ def _classify(axis: Axis, runner: _Runner) -> Cell:
             continue
         fcs, status, val = runner.run(c)
         if fcs is None:
-            return Cell("crash", detail=f"{status} on a {c.loss} probe")
+            return Cell(status, detail=f"{c.loss}")
         n += 1
         if fcs and all(f.check == "error_semantics" for f in fcs):
             arrays, used = extensions.canonical(c.loss, c.arrays, runner.info[c.loss]["extensions"])

@@ -144,3 +144,21 @@ def test_several_conventions_each_on_its_axis(result, textbook):
     assert got["pos_weight axis"] == ["pos_weight_on_class_dim"]
     assert got["result dtype"] == ["result_dtype_differs"]
     assert cells(result, textbook)["spatial layout"]["text"].startswith("other (raises ValueError")
+
+
+def test_a_crashing_or_hanging_loss_is_reported_once(tmp_path, monkeypatch):
+    from conformance import profile as prof
+    monkeypatch.setattr(prof, "CALL_TIMEOUT_S", 2.0)
+    path = tmp_path / "misbehaves.py"
+    path.write_text("import os, time\n\n"
+                    "def cross_entropy(input, target, weight=None, ignore_index=-100, reduction='mean',\n"
+                    "                  label_smoothing=0.0):\n"
+                    "    os.abort()\n\n"
+                    "def binary_cross_entropy_with_logits(input, target, weight=None, reduction='mean',\n"
+                    "                                     pos_weight=None):\n"
+                    "    time.sleep(60)\n")
+    got = cells(profile([str(path)]), str(path))
+    assert got["mean denominator"]["verdict"] == "crash"            # its first probe is cross_entropy's
+    assert got["label smoothing"]["verdict"] == "crash"
+    assert got["pos_weight axis"]["verdict"] == "timeout"
+    assert got["log clamp"]["verdict"] == "n/a"                     # no binary_cross_entropy
