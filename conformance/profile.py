@@ -139,7 +139,8 @@ class Cell:
         if self.verdict == "extension":
             return self.detail
         if self.verdict == "torch":
-            head = "torch" if self.max_ulp is None else "within tolerance"
+            # accuracy: 'within 1 ulp' of the float64 reference (rounded once), or only within the policy
+            head = "torch" if self.max_ulp is None else "within 1 ulp" if self.max_ulp <= 1 else "within tolerance"
         elif self.verdict == "differs":
             head = ", ".join(self.conventions) if self.conventions else "other"
         else:
