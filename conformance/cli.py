@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                    epilog=CANDIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     prof = sub.add_parser("profile", help="what each candidate does, axis by axis, beside torch (docs/conventions.md)")
-    prof.add_argument("--candidate", "-c", dest="candidates", action="extend", nargs="+", metavar="SPEC", required=True)
+    prof.add_argument("--candidate", "-c", dest="candidates", action="extend", nargs="+", metavar="SPEC", required=True,
+                      help="implementation to profile (repeatable; see list-candidates)")
     prof.add_argument("--json", action="store_true", help="print the profile as JSON instead of a table")
 
     rep = sub.add_parser("report", help="re-render junit.xml, summary.md and the console summary from a report.json")
