@@ -142,6 +142,18 @@ _LIST = [
                "a target (or batch) of another shape that broadcasts is accepted where torch raises",
                ALL, (S(target_broadcasts=True),), ("NumPy broadcasting",), "docs/semantics.md §1.1, §1.4",
                ("error_semantics",)),
+    Convention("any_int_target_accepted",
+               "class-index targets of any integer dtype (int32, ...) are read as int64 where torch raises "
+               "RuntimeError (the any_int_target extension, if intended)",
+               CLASS, (S(dtypes_accepted=("any_int_target",)),),
+               ("JAX / NumPy (any integer index dtype)", "nbxent (declared: any_int_target)"),
+               "docs/semantics.md §2.2", ("error_semantics",)),
+    Convention("any_float_weight_accepted",
+               "a class weight of another float dtype than the input is cast where torch raises RuntimeError "
+               "(the any_float_weight extension, if intended)",
+               CLASS, (S(dtypes_accepted=("any_float_weight",)),),
+               ("JAX / NumPy (type promotion)", "nbxent (declared: any_float_weight)"),
+               "docs/semantics.md §2.3", ("error_semantics",)),
     Convention("lse_no_max_shift",
                "log-softmax as x - log(sum(exp(x))) without the max shift (inf/NaN for large logits)",
                CE, _in_dtype_and_f64(lse="unshifted"), (), "docs/semantics.md §0, §2.7"),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, log_expit
 
+from conformance import extensions
 from conformance.model import Case
 from conformance.oracles._layout import bce_broadcast, sample_shape
 from conformance.oracles.scipy_ref import BCE_GRAD_FLOOR, log_softmax_rows
@@ -60,6 +61,7 @@ class Semantics:
     none_shape: str = "samples"              # §1.1: 'samples' | 'flat'
     result_dtype: str = "torch"              # §2.4, §2.6: 'torch' | 'input' | 'float64' | 'float32'
     target_broadcasts: bool = False          # §1.1, §1.4
+    dtypes_accepted: tuple = ()              # §2.2, §2.3: extensions.py names ('any_int_target', 'any_float_weight')
     lse: str = "shifted"                     # §2.7: 'shifted' | 'unshifted'
     log_sigmoid: str = "stable"              # §8.1: 'stable' | 'naive'
     accumulate: str = "exact"                # §2.7: 'exact' | 'lse' | 'batch' | 'both' (serial, in compute_dtype)
@@ -488,6 +490,9 @@ def evaluate(case: Case, sem: Semantics = TORCH, want_grad: bool = True) -> Outc
     err = expected_error(case.loss, case.arrays, case.kwargs)
     if err is not None:
         fixed, how = _target_fix(case, sem)
+        if fixed is None and sem.dtypes_accepted:
+            arrays, used = extensions.canonical(case.loss, case.arrays, sem.dtypes_accepted)
+            fixed, how = (Case(case.loss, arrays, case.kwargs, case.origin, case.reason), "dtype") if used else (None, None)
         if fixed is None and sem.pos_weight_axis == "class":
             fixed, how = _channel_pos_weight(case), "channel"
         if fixed is None and sem.target_broadcasts:

@@ -242,6 +242,15 @@ def _ce_mask_by_multiply(input, target, weight=None, ignore_index=-100, reductio
     return np.asarray(per.sum() / valid.sum() if reduction == "mean" else per.sum()).astype(x.dtype)
 
 
+def _nll_any_int(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    return REF.nll_loss(input, np.asarray(target).astype(np.int64), weight, ignore_index, reduction)
+
+
+def _ce_cast_weight(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    w = None if weight is None else np.asarray(weight).astype(np.asarray(input).dtype)
+    return REF.cross_entropy(input, target, w, ignore_index, reduction, label_smoothing)
+
+
 XP = np.moveaxis(np.arange(24.0).reshape(2, 3, 4) / 5, 1, -1).copy()            # (2, 4, 3)
 PP = np.full((2, 4, 3), 1 / 3)
 CUSTOM = [
@@ -268,6 +277,11 @@ CUSTOM = [
      [case("binary_cross_entropy_with_logits", XB, YB, dtype=f32, tdtype=f64)]),
     ("target_broadcasts", Candidate(binary_cross_entropy=_bce_broadcasting),
      [case("binary_cross_entropy", XB, [1.0, 0.0, 1.0])]),
+    ("any_int_target_accepted", Candidate(nll_loss=_nll_any_int),
+     [case("nll_loss", X33, [2, 0, 1], tdtype=np.int32), case("nll_loss", X33, [2, 0, 1], tdtype=np.int16)]),
+    ("any_float_weight_accepted", Candidate(cross_entropy=_ce_cast_weight),
+     [Case("cross_entropy", {"input": np.asarray(X33, f32), "target": np.array([2, 0, 1]),
+                             "weight": np.asarray(W3, f64)}, {})]),
     ("ignored_rows_have_gradient", Candidate(cross_entropy_backward=_ce_backward_unmasked),
      [case("cross_entropy", X43, [2, 0, 1, -100])]),
     ("nan_leaks_from_ignored_rows", Candidate(cross_entropy=_ce_mask_by_multiply),

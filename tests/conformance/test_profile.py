@@ -143,6 +143,7 @@ def test_several_conventions_each_on_its_axis(result, textbook):
     assert got["probability clipping"] == got["log clamp"] == ["probability_clipped"]
     assert got["pos_weight axis"] == ["pos_weight_on_class_dim"]
     assert got["result dtype"] == ["result_dtype_differs"]
+    assert got["integer target dtype"] == ["any_int_target_accepted"]      # accepted, not declared
     assert cells(result, textbook)["spatial layout"]["text"].startswith("other (raises ValueError")
 
 
