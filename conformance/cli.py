@@ -5,6 +5,7 @@
                            [--strict-errors]
     nbxent-conformance list-candidates
     nbxent-conformance report REPORT_JSON [--report-dir DIR]
+    nbxent-conformance profile --candidate SPEC [SPEC ...] [--json]
 
 Exit status: 0 every check passed; 1 at least one conformance failure (fail,
 error, crash or timeout); 2 usage or setup error (bad option, a candidate that
@@ -118,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-candidates", help="explain candidates and list the built-in ones",
                    epilog=CANDIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    prof = sub.add_parser("profile", help="what each candidate does, axis by axis, beside torch (docs/conventions.md)")
+    prof.add_argument("--candidate", "-c", dest="candidates", action="extend", nargs="+", metavar="SPEC", required=True,
+                      help="implementation to profile (repeatable; see list-candidates)")
+    prof.add_argument("--json", action="store_true", help="print the profile as JSON instead of a table")
 
     rep = sub.add_parser("report", help="re-render junit.xml, summary.md and the console summary from a report.json")
     rep.add_argument("report_json", metavar="REPORT_JSON")
@@ -286,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:                 # --help exits 0, a usage error 2
         return int(exc.code or 0)
-    handlers = {"run": cmd_run, "list-candidates": cmd_list_candidates, "report": cmd_report}
+    handlers = {"run": cmd_run, "list-candidates": cmd_list_candidates, "report": cmd_report,
+                "profile": lambda a: __import__("conformance.profile").profile.main(a.candidates, a.json)}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
