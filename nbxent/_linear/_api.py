@@ -34,7 +34,10 @@ def _dispatch(fname, input, linear_weight, target, linear_bias, weight, reductio
                             f"device array), not {type(arr).__name__}")
     from nbxent._linear._host import HostChunks
     plan, rows = plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduction,
-                             ignore_index, label_smoothing, chunk_size, target, weight)
+                             ignore_index, label_smoothing, chunk_size, lambda: target,
+                             lambda: weight)
+    if rows is None:
+        rows = target.reshape((plan.n, plan.c) + plan.out_features)
     backend = HostChunks(plan, input, linear_weight, linear_bias, rows, weight, want_grad)
     return _chunks.run(plan, backend, want_grad)
 

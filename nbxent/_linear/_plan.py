@@ -80,9 +80,11 @@ def plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduct
                 ignore_index, label_smoothing, chunk_size, host_target, host_weight):
     """Check every argument and return ``(plan, target_rows)``.
 
-    ``host_target`` / ``host_weight`` are NumPy views of ``target`` / ``weight`` (the caller
-    copies device ones to the host; they are small). ``target_rows`` is the target as the
-    chunk loop slices it: ``(N, *d)`` int64 class indices or ``(N, C, *d)`` probabilities.
+    ``host_target`` / ``host_weight`` are callables returning NumPy copies or views of
+    ``target`` / ``weight`` (device ones are copied to the host; they are small, and a
+    probability target, which is as large as the logits, is never copied: only its shape and
+    dtype are read). ``target_rows`` is the class-index target as the chunk loop slices it,
+    ``(N, *d)`` int64, or None for probability targets.
     """
     for name, arr in (("input", input), ("linear_weight", linear_weight), ("target", target)):
         _require_array(fname, name, arr)
@@ -103,13 +105,14 @@ def plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduct
     if np.dtype(linear_weight.dtype) != dt:
         raise RuntimeError(f"{fname}: expected input and linear_weight to have the same dtype, "
                            f"but got: {dt.name} != {np.dtype(linear_weight.dtype).name}")
-    in_features = int(input.shape[-1])
-    if in_features != int(linear_weight.shape[-1]):
+    xs, ws = _shape(input), _shape(linear_weight)
+    in_features = xs[-1]
+    if in_features != ws[-1]:
         raise RuntimeError(f"{fname}: expected equal input and linear_weight last dimensions "
-                           f"(in_features), got {in_features} and {int(linear_weight.shape[-1])}, "
+                           f"(in_features), got {in_features} and {ws[-1]}, "
                            f"respectively")
-    C = int(linear_weight.shape[0])
-    out_features = _shape(linear_weight)[1:-1]
+    C = ws[0]
+    out_features = ws[1:-1]
     if linear_bias is not None:
         _require_array(fname, "linear_bias", linear_bias)
         if _shape(linear_bias) != (C, *out_features):
@@ -123,7 +126,7 @@ def plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduct
         raise RuntimeError(f"{fname}: K-dimensional loss defined by linear_weight shape "
                            f"{_shape(linear_weight)} requires batched input, (N, {in_features}), "
                            f"got unbatched input with shape {_shape(input)}")
-    n = 1 if unbatched else int(input.shape[0])
+    n = 1 if unbatched else xs[0]
     logits_shape = ((C,) if unbatched else (n, C)) + out_features
     prob = _shape(target) == logits_shape
     if prob and ignore_index is not None:
@@ -163,24 +166,25 @@ def plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduct
         if chunk_size < 1:
             raise ValueError(f"{fname}: argument 'chunk_size' must be positive, got {chunk_size}")
     D = math.prod(out_features)
-    tgt = np.asarray(host_target)
+    tdt = np.dtype(target.dtype)
     if prob:
-        if not np.issubdtype(tgt.dtype, np.floating):
+        if not np.issubdtype(tdt, np.floating):
             raise RuntimeError(f"{fname}: expected floating point type for target with class "
-                               f"probabilities, got {tgt.dtype.name} (argument 'target')")
-        rows = tgt.reshape((n, C) + out_features)
+                               f"probabilities, got {tdt.name} (argument 'target')")
+        rows = None
         denom = float(n * D)
     else:
-        rows = _index_rows(fname, tgt, n, C, out_features, unbatched, ignore_index)
+        rows = _index_rows(fname, np.asarray(host_target()), n, C, out_features, unbatched,
+                           ignore_index)
         valid = rows != ignore_index
         if weight is None:
             denom = float(np.count_nonzero(valid))
         else:
-            w = np.asarray(host_weight, dtype=np.float64)
+            w = np.asarray(host_weight(), dtype=np.float64)
             denom = float(np.sum(w[np.where(valid, rows, 0)] * valid, dtype=np.float64))
     compute = np.dtype(np.float32) if dt == np.float16 else dt
     if prob:
-        loss_dtype = np.result_type(dt, tgt.dtype, *(() if weight is None else (weight.dtype,)))
+        loss_dtype = np.result_type(dt, tdt, *(() if weight is None else (weight.dtype,)))
     else:
         loss_dtype = dt
     chunk = int(chunk_size) if chunk_size is not None else default_chunk_size(n, in_features, C * D)
