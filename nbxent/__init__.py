@@ -30,6 +30,10 @@ from nbxent._ce_api import (
     nll_loss_backward,
     nll_loss_with_grad,
 )
+# Fused linear cross-entropy and vocab-parallel cross-entropy (docs/linear.md).
+from nbxent._linear import linear_cross_entropy, linear_cross_entropy_with_grad
+from nbxent._vocab import (ShardStats, VocabCombined, vocab_combine, vocab_shard_grad,
+                           vocab_shard_stats)
 
 __version__ = "0.1.0"
 
@@ -46,4 +50,11 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
+    "vocab_shard_stats",
+    "vocab_combine",
+    "vocab_shard_grad",
+    "ShardStats",
+    "VocabCombined",
 ]

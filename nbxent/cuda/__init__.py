@@ -65,6 +65,9 @@ from nbxent.cuda._api import (
 )
 from nbxent.cuda._runtime import is_available, set_threads_per_block, threads_per_block
 
+# Fused linear cross-entropy on the device (docs/linear.md).
+from nbxent._linear._cuda_api import linear_cross_entropy, linear_cross_entropy_with_grad
+
 __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
@@ -81,4 +84,6 @@ __all__ = [
     "is_available",
     "set_threads_per_block",
     "threads_per_block",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
 ]
