@@ -106,7 +106,8 @@ def vocab_shard_stats(local_logits, target, vocab_start, num_classes, *, weight=
         vocab_start: first global class of the shard.
         num_classes: the full vocabulary size ``C``.
         weight: optional float ``(Vs,)``: the shard's slice of the class weights.
-        ignore_index: rows whose target equals it are not read (all statistics 0).
+        ignore_index: rows whose target equals it contribute nothing to the loss (only their
+            max and exp-sum are kept, so that their gradient is torch's ``0 * softmax``).
         label_smoothing: float in ``[0, 1]`` (negative or NaN acts as 0).
 
     Returns:
@@ -195,7 +196,8 @@ def vocab_shard_grad(local_logits, target, vocab_start, combined, *, weight=None
 
     ``grad[i, j] = a_i * softmax_i(c) - b_i * [c == t_i] - d_i * w_c`` for global class
     ``c = vocab_start + j``, with the factors of ``combined`` (``'none'``: the gradient of
-    the summed loss; ``'mean'``: divided by ``W``); ignored rows are exactly 0.
+    the summed loss; ``'mean'``: divided by ``W``); ignored rows are +0.0 (NaN where their
+    softmax is NaN, as torch's and nbxent's cross_entropy gradients).
 
     Args:
         local_logits, target, vocab_start, weight, ignore_index: as for

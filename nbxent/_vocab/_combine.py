@@ -48,7 +48,7 @@ class ShardStats(NamedTuple):
 class VocabCombined(NamedTuple):
     """The combined statistics: the loss and what each shard's gradient needs (float64 ``(N,)``)."""
     loss: np.ndarray           # in the logits' dtype; (N,) for 'none', else 0-d
-    lse: np.ndarray            # log-sum-exp over the full vocabulary (0 for ignored rows)
+    lse: np.ndarray            # log-sum-exp over the full vocabulary
     a: np.ndarray              # gradient = a * softmax - b * onehot(t) - d * w
     b: np.ndarray
     d: np.ndarray
@@ -69,7 +69,7 @@ def rebase(st: ShardStats, big_m: np.ndarray) -> np.ndarray:
         else:
             term = np.zeros_like(z)
     out = np.stack([z, term, st.target_logit, st.target_weight, st.owned])
-    out[:, ~st.valid] = 0.0
+    out[1:, ~st.valid] = 0.0   # an ignored row keeps only its mass z (see finish)
     return out
 
 
@@ -83,20 +83,21 @@ def finish(big_m, sums, weight_sum, valid, num_classes, label_smoothing, reducti
                          f"target is held by {owned[bad]:g} shards (expected exactly 1)")
     eps = float(label_smoothing)
     with np.errstate(all="ignore"):
-        m = np.where(valid, big_m, 0.0)
+        # an ignored row contributes nothing, but its lse is formed as torch's autograd forms
+        # it: its gradient is 0 * softmax, NaN where the row's softmax is (a NaN or +inf logit)
+        m = big_m
         xt = np.where(valid, xt, 0.0)
-        s = z_o + np.exp(xt - m)
+        s = z_o + np.where(valid, np.exp(xt - m), 0.0)
         log_s = np.log(s)
         lse = m + log_s
         # lse - xt: log1p of the other classes' mass when the target is the max (tiny losses
         # keep their relative accuracy), else two non-negative terms
-        nll = np.where(xt == m, np.log1p(z_o), (m - xt) + log_s)
+        nll = np.where((xt == m) & np.isfinite(m), np.log1p(z_o), (m - xt) + log_s)
         if eps > 0.0:
             per = (1.0 - eps) * wt * nll + (eps / num_classes) * (weight_sum * log_s + term)
         else:
             per = wt * nll
         per = np.where(valid, per, 0.0)
-        lse = np.where(valid, lse, 0.0)
         denom = float(np.sum(np.where(valid, wt, 0.0)))
         if reduction == "mean":
             g = np.float64(1.0) / np.float64(denom)

@@ -15,13 +15,11 @@ _grad_row = njit(inline="always", cache=True)(F.grad_row)
 
 @njit(parallel=True, cache=True)
 def stats_kernel(x, t, w, has_weight, v0, ignore_index, smooth, out):
-    """``out[k, i]`` for k = (m, z, xt, wt, sm, owned); ignored rows get zeros."""
+    """``out[k, i]`` for k = (m, z, xt, wt, sm, owned); an ignored row is held by no shard."""
     for i in prange(x.shape[0]):
         ti = t[i]
         if ti == ignore_index:
-            for k in range(6):
-                out[k, i] = 0.0
-            continue
+            ti = v0 - 1    # held by no shard: the row's mass only (see _combine)
         m, z, xt, wt, sm, owned = _row_stats(x, i, v0, ti, w, has_weight, smooth)
         out[0, i] = m
         out[1, i] = z
@@ -33,10 +31,6 @@ def stats_kernel(x, t, w, has_weight, v0, ignore_index, smooth, out):
 
 @njit(parallel=True, cache=True)
 def grad_kernel(x, t, w, has_weight, v0, ignore_index, lse, a, b, d, out):
-    """The shard's gradient rows; ignored rows are exactly +0.0 (never read)."""
+    """The shard's gradient rows (an ignored row has a = b = d = 0: +0.0, or NaN where p is)."""
     for i in prange(x.shape[0]):
-        if t[i] == ignore_index:
-            for j in range(x.shape[1]):
-                out[i, j] = 0.0
-            continue
         _grad_row(x, i, v0, t[i], w, has_weight, lse[i], a[i], b[i], d[i], out)

@@ -30,9 +30,7 @@ def kernels():
         for i in range(start, x.shape[0], step):
             ti = t[i]
             if ti == ignore_index:
-                for k in range(6):
-                    out[k, i] = 0.0
-                continue
+                ti = v0 - 1    # held by no shard: the row's mass only (see _combine)
             m, z, xt, wt, sm, owned = row_stats(x, i, v0, ti, w, has_weight, smooth)
             out[0, i] = m
             out[1, i] = z
@@ -46,10 +44,6 @@ def kernels():
         start = cuda.grid(1)
         step = cuda.gridsize(1)
         for i in range(start, x.shape[0], step):
-            if t[i] == ignore_index:
-                for j in range(x.shape[1]):
-                    out[i, j] = 0.0
-                continue
             grad_row(x, i, v0, t[i], w, has_weight, lse[i], a[i], b[i], d[i], out)
 
     _KERNELS = (stats_kernel, grad_kernel)
