@@ -43,7 +43,7 @@ def _as_array(t):
 def _to_torch(a, like):
     import torch
     if isinstance(a, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(like.device)
+        return torch.from_numpy(np.array(a, order="C")).to(like.device)   # keeps 0-d
     return torch.as_tensor(a, device=like.device)
 
 

@@ -91,6 +91,7 @@ def sharded(x, t, cuts, weight=None, ignore_index=-100, reduction="mean", label_
 
 
 def assert_within(got, want, tol, dt, what):
+    assert np.shape(got) == np.shape(want), f"{what}: shape {np.shape(got)} != {np.shape(want)}"
     cmp = compare(got, want, tol, dt, "vocab-parallel bound (module docstring)")
     assert cmp.pattern_ok, f"{what}: NaN/inf pattern: {cmp.pattern_examples}"
     assert cmp.value_ok, f"{what}: {cmp.measure}"

@@ -207,5 +207,5 @@ def run(fname, input, linear_weight, target, linear_bias, weight, reduction, ign
                            rows, want_grad, on_device)
     loss, grads = _chunks.run(plan, backend, want_grad)
     if on_device:
-        loss = cuda.to_device(np.ascontiguousarray(loss))
+        loss = cuda.to_device(np.array(loss, order="C"))   # ascontiguousarray would make 0-d 1-d
     return loss, grads
