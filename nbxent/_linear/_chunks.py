@@ -46,6 +46,52 @@ def reduce_losses(plan, per):
     return np.asarray(value, dtype=plan.loss_dtype)
 
 
+def ce_view(plan, z):
+    """The chunk as cross_entropy's input: ``(rows, C, *d)`` for a K-dimensional loss."""
+    return z.reshape((z.shape[0], plan.c) + plan.out_features) if plan.out_features else z
+
+
+def chunk_cross_entropy(ce, plan, z, target, weight, want_grad):
+    """Per-sample losses of the chunk through ``ce`` (``nbxent`` or ``nbxent.cuda``).
+
+    With ``want_grad`` the chunk is overwritten in place with the logit gradient of the sum
+    of its losses (``out=`` the chunk: each logit is read before it is written).
+    """
+    x = ce_view(plan, z)
+    ii = -100 if plan.prob else plan.ignore_index
+    if want_grad:
+        loss, _ = ce.cross_entropy_with_grad(x, target, weight, ii, "none",
+                                             plan.label_smoothing, out=x)
+        return loss
+    return ce.cross_entropy(x, target, weight, ii, "none", plan.label_smoothing)
+
+
+def fold_into(xp, plan, g, h, w, grad_hidden, grad_weight, grad_bias, scratch, r0, r1, first):
+    """Fold the chunk's logit gradient ``g`` into the three gradients (``xp``: numpy or cupy).
+
+    ``grad_weight`` has no GEMM with an accumulating output here (NumPy's matmul has no
+    ``beta``), so after the first chunk its update goes through ``scratch`` in row blocks of
+    ``scratch.shape[0]`` classes: memory stays at one chunk's worth.
+    """
+    xp.matmul(g, w, out=grad_hidden[r0:r1])
+    if first:
+        xp.matmul(g.T, h, out=grad_weight)
+    else:
+        vb = scratch.shape[0]
+        for v0 in range(0, plan.width, vb):
+            v1 = min(plan.width, v0 + vb)
+            part = scratch[:v1 - v0]
+            xp.matmul(g[:, v0:v1].T, h, out=part)
+            grad_weight[v0:v1] += part
+    if grad_bias is not None:
+        grad_bias += g.sum(axis=0, dtype=np.float64)
+
+
+def scratch_rows(plan, chunk_rows) -> int:
+    """Classes per block of the weight-gradient scratch: ``vb * H <= chunk * C*d``."""
+    return max(1, min(plan.width, (chunk_rows * plan.width) // max(plan.h, 1)))
+
+
 def run(plan, backend, want_grad: bool):
     """Drive ``backend`` over the row chunks in order; returns ``(loss, grads or None)``."""
     n, D = plan.n, plan.d

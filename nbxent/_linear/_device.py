@@ -109,7 +109,7 @@ class DeviceChunks:
             self.grad_hidden = xp.empty((plan.n, plan.h), dtype=cd)
             self.grad_weight = xp.zeros(shape_w, dtype=cd)
             self.grad_bias = xp.zeros(plan.width, dtype=np.float64) if plan.has_bias else None
-            vb = max(1, min(plan.width, (self.buf.shape[0] * plan.width) // max(plan.h, 1)))
+            vb = _chunks.scratch_rows(plan, self.buf.shape[0])
             self.scratch = xp.empty((vb, plan.h), dtype=cd)
 
     def _rows(self, r0, r1):
@@ -133,45 +133,24 @@ class DeviceChunks:
             z.copy_to_device(np.ascontiguousarray(zh, dtype=self.plan.compute))
         return z
 
-    def _ce_view(self, z):
-        p = self.plan
-        return z.reshape((z.shape[0], p.c) + p.out_features) if p.out_features else z
-
     def cross_entropy(self, z, r0, r1, want_grad):
-        p = self.plan
-        x = self._ce_view(z)
-        ii = -100 if p.prob else p.ignore_index
-        t = self.target[r0:r1]
-        if want_grad:
-            loss, _ = self.nc.cross_entropy_with_grad(x, t, self.weight, ii, "none",
-                                                      p.label_smoothing, out=x)
-        else:
-            loss = self.nc.cross_entropy(x, t, self.weight, ii, "none", p.label_smoothing)
+        loss = _chunks.chunk_cross_entropy(self.nc, self.plan, z, self.target[r0:r1], self.weight,
+                                           want_grad)
         return np.asarray(_host(self.cuda, loss), dtype=np.float64)
 
     def scale_valid_rows(self, z, r0, r1, s):
         # only for a 'mean' whose denominator is 0 or not finite: rare, done on the host
         p = self.plan
-        g = self._ce_view(z).copy_to_host()
+        g = _chunks.ce_view(self.plan, z).copy_to_host()
         valid = self.rows_host[r0:r1] != p.ignore_index
         with np.errstate(all="ignore"):
             np.multiply(g, g.dtype.type(s), out=g, where=valid[:, None, ...])
         z.copy_to_device(np.ascontiguousarray(g.reshape(z.shape)))
 
     def fold(self, z, r0, r1, first):
-        xp, g, h = self.xp, self._chunk_xp(z), self._rows(r0, r1)
-        xp.matmul(g, self.w, out=self.grad_hidden[r0:r1])
-        if first:
-            xp.matmul(g.T, h, out=self.grad_weight)
-        else:
-            vb = self.scratch.shape[0]
-            for v0 in range(0, self.plan.width, vb):
-                v1 = min(self.plan.width, v0 + vb)
-                part = self.scratch[:v1 - v0]
-                xp.matmul(g[:, v0:v1].T, h, out=part)
-                self.grad_weight[v0:v1] += part
-        if self.grad_bias is not None:
-            self.grad_bias += g.sum(axis=0, dtype=np.float64)
+        _chunks.fold_into(self.xp, self.plan, self._chunk_xp(z), self._rows(r0, r1), self.w,
+                          self.grad_hidden, self.grad_weight, self.grad_bias, self.scratch,
+                          r0, r1, first)
 
     def _out(self, a, shape):
         p, cuda = self.plan, self.cuda

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import nbxent
+from nbxent._linear import _chunks
 
 
 class HostChunks:
@@ -30,9 +31,8 @@ class HostChunks:
             self.grad_hidden = np.empty((plan.n, plan.h), dtype=cd)
             self.grad_weight = np.zeros((plan.width, plan.h), dtype=cd)
             self.grad_bias = np.zeros(plan.width, dtype=np.float64) if plan.has_bias else None
-            vb = max(1, min(plan.width, (self.buf.shape[0] * plan.width) // max(plan.h, 1)))
+            vb = _chunks.scratch_rows(plan, self.buf.shape[0])
             self.scratch = np.empty((vb, plan.h), dtype=cd)
-            self.colsum = np.empty(plan.width, dtype=np.float64) if plan.has_bias else None
 
     def _rows(self, r0, r1):
         return self.hidden[r0:r1].astype(self.plan.compute, copy=False)
@@ -44,44 +44,21 @@ class HostChunks:
             z += self.b
         return z
 
-    def _ce_view(self, z):
-        p = self.plan
-        return z.reshape((z.shape[0], p.c) + p.out_features) if p.out_features else z
-
     def cross_entropy(self, z, r0, r1, want_grad):
-        p = self.plan
-        x = self._ce_view(z)
-        ii = -100 if p.prob else p.ignore_index
-        if want_grad:
-            loss, _ = nbxent.cross_entropy_with_grad(x, self.target[r0:r1], self.weight, ii,
-                                                     "none", p.label_smoothing, out=x)
-        else:
-            loss = nbxent.cross_entropy(x, self.target[r0:r1], self.weight, ii, "none",
-                                        p.label_smoothing)
+        loss = _chunks.chunk_cross_entropy(nbxent, self.plan, z, self.target[r0:r1], self.weight,
+                                           want_grad)
         return np.asarray(loss, dtype=np.float64)
 
     def scale_valid_rows(self, z, r0, r1, s):
         p = self.plan
-        x = self._ce_view(z)
+        x = _chunks.ce_view(self.plan, z)
         valid = self.target[r0:r1] != p.ignore_index
         with np.errstate(all="ignore"):
             np.multiply(x, x.dtype.type(s), out=x, where=valid[:, None, ...])
 
     def fold(self, g, r0, r1, first):
-        h = self._rows(r0, r1)
-        np.matmul(g, self.w, out=self.grad_hidden[r0:r1])
-        if first:
-            np.matmul(g.T, h, out=self.grad_weight)
-        else:
-            vb = self.scratch.shape[0]
-            for v0 in range(0, self.plan.width, vb):
-                v1 = min(self.plan.width, v0 + vb)
-                part = self.scratch[:v1 - v0]
-                np.matmul(g[:, v0:v1].T, h, out=part)
-                self.grad_weight[v0:v1] += part
-        if self.grad_bias is not None:
-            np.add.reduce(g, axis=0, dtype=np.float64, out=self.colsum)
-            self.grad_bias += self.colsum
+        _chunks.fold_into(np, self.plan, g, self._rows(r0, r1), self.w, self.grad_hidden,
+                          self.grad_weight, self.grad_bias, self.scratch, r0, r1, first)
 
     def finish(self, scale):
         p = self.plan

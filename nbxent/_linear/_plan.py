@@ -61,6 +61,25 @@ def _require_array(fname, name, obj):
                         f"device array), not {type(obj).__name__}")
 
 
+def parse_label_smoothing(fname, label_smoothing) -> float:
+    """torch's label_smoothing rule: > 1 raises RuntimeError; negative or NaN acts as 0."""
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"{fname}: argument 'label_smoothing' must be float, not "
+                        f"{type(label_smoothing).__name__}")
+    eps = float(label_smoothing)
+    if eps > 1.0:
+        raise RuntimeError(f"{fname}: label_smoothing must be between 0.0 and 1.0. Got: {eps} "
+                           f"(argument 'label_smoothing')")
+    return eps if eps > 0.0 else 0.0
+
+
+def check_float_weight(fname, weight):
+    """Class weights must be a float array (RuntimeError, as torch)."""
+    if not np.issubdtype(np.dtype(weight.dtype), np.floating):
+        raise RuntimeError(f"{fname}: expected a floating point weight but found "
+                           f"{np.dtype(weight.dtype).name} (argument 'weight')")
+
+
 def default_chunk_size(n: int, h: int, width: int) -> int:
     """Rows per chunk when ``chunk_size`` is None: torch 2.13's ``'aspect_ratio:2'`` rule.
 
@@ -141,24 +160,14 @@ def plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduct
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"{fname}: {reduction} is not a valid value for reduction (argument "
                          f"'reduction'={reduction!r}; expected 'none', 'mean' or 'sum')")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"{fname}: argument 'label_smoothing' must be float, not "
-                        f"{type(label_smoothing).__name__}")
-    eps = float(label_smoothing)
-    if eps > 1.0:
-        raise RuntimeError(f"{fname}: label_smoothing must be between 0.0 and 1.0. Got: {eps} "
-                           f"(argument 'label_smoothing')")
-    if not eps > 0.0:       # torch: negative or NaN smoothing acts as none
-        eps = 0.0
+    eps = parse_label_smoothing(fname, label_smoothing)
     if weight is not None:
         _require_array(fname, "weight", weight)
         if _shape(weight) != (C,):
             raise RuntimeError(f"{fname}: weight tensor should be defined either for all {C} "
                                f"classes or no classes but got weight tensor of shape: "
                                f"{list(_shape(weight))} (argument 'weight')")
-        if not np.issubdtype(np.dtype(weight.dtype), np.floating):
-            raise RuntimeError(f"{fname}: expected a floating point weight but found "
-                               f"{np.dtype(weight.dtype).name} (argument 'weight')")
+        check_float_weight(fname, weight)
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
             raise TypeError(f"{fname}: argument 'chunk_size' must be int or None, not "

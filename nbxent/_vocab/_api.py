@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from nbxent._linear._plan import check_float_weight, parse_label_smoothing
 from nbxent._vocab._combine import ShardStats, VocabCombined, combine
 
 __all__ = ["vocab_shard_stats", "vocab_combine", "vocab_shard_grad", "ShardStats",
@@ -78,17 +79,8 @@ def _check(fname, local_logits, target, vocab_start, num_classes, weight, ignore
         if tuple(int(s) for s in weight.shape) != (vs,):
             raise RuntimeError(f"{fname}: argument 'weight' must be the shard's slice of the "
                                f"class weights, shape ({vs},), got {tuple(weight.shape)}")
-        if not np.issubdtype(np.dtype(weight.dtype), np.floating):
-            raise RuntimeError(f"{fname}: expected a floating point weight but found "
-                               f"{np.dtype(weight.dtype).name} (argument 'weight')")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"{fname}: argument 'label_smoothing' must be float, not "
-                        f"{type(label_smoothing).__name__}")
-    eps = float(label_smoothing)
-    if eps > 1.0:
-        raise RuntimeError(f"{fname}: label_smoothing must be between 0.0 and 1.0. Got: {eps} "
-                           f"(argument 'label_smoothing')")
-    eps = eps if eps > 0.0 else 0.0      # negative or NaN acts as none, as in cross_entropy
+        check_float_weight(fname, weight)
+    eps = parse_label_smoothing(fname, label_smoothing)
     return n, vs, v0, C, ii, eps, t
 
 
