@@ -164,3 +164,13 @@ def test_errors_without_a_process_group():
     with pytest.raises(ValueError, match="avg is not a valid value"):
         vocab_parallel_cross_entropy(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), 0,
                                      reduction="avg")
+
+
+def test_importing_nbxent_and_nbxent_distributed_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, nbxent, nbxent.distributed, nbxent.cuda; "
+            "bad = [m for m in ('torch', 'numba.cuda', 'scipy', 'conformance') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
