@@ -17,6 +17,10 @@ candidate returns, are included and shown separately), and the max abs error of 
 of each gradient against a float64 torch eager reference on the same float32 inputs, divided
 by that output's max |value| (so 1e-7 is float32 rounding level).
 
+Threads: Numba and torch 2 (NUMBA_NUM_THREADS), NumPy's OpenBLAS its default unless
+OPENBLAS_NUM_THREADS is set; on an oversubscribed host OpenBLAS's busy-waiting threads slow
+the chunk GEMMs badly, and OPENBLAS_NUM_THREADS=1 is the fairer setting (docs/linear.md).
+
 Sizes: small = (4096, 2048, 32000) runs by default (about 1.6 TFLOP per candidate call).
 large = (8192, 4096, 128256) is opt-in: about 26 TFLOP per call (minutes per candidate on 2
 cores) and torch eager needs the 4.2 GB logits several times over plus a 2.1 GB weight
