@@ -249,14 +249,21 @@ def test_peak_memory_is_a_chunk_not_the_logits():
     assert peak < grads + N * V * 4 / 4
 
 
-def test_default_chunk_size_follows_torch_aspect_ratio_rule():
-    from nbxent._linear._plan import default_chunk_size
+def test_default_chunk_size_is_torchs_rule_with_a_floor():
+    from nbxent._linear._plan import MIN_CHUNK_LOGITS, aspect_ratio_chunk, default_chunk_size
     torch = pytest.importorskip("torch")
     opts = torch.nn.LinearCrossEntropyOptions()
     for n, h, v in ((4096, 2048, 32000), (8192, 4096, 128256), (6, 4, 5), (1000, 64, 50),
-                    (1, 8, 100000)):
-        want = opts._adjust(n, h, v, torch.float32, torch.device("cpu")).batch_chunk_size
-        assert default_chunk_size(n, h, v) == want, (n, h, v)
+                    (1, 8, 100000), (100000, 64, 3_000_000)):
+        torch_rule = opts._adjust(n, h, v, torch.float32, torch.device("cpu")).batch_chunk_size
+        assert aspect_ratio_chunk(n, h, v) == torch_rule, (n, h, v)
+        got = default_chunk_size(n, h, v)
+        assert 1 <= got <= n and got >= torch_rule
+        # above torch's rule only to reach the floor (or all N rows), and never past it
+        assert got == torch_rule or got * v <= MIN_CHUNK_LOGITS, (n, h, v, got)
+        assert got in (torch_rule, n) or MIN_CHUNK_LOGITS < 2 * got * v, (n, h, v, got)
+    assert default_chunk_size(4096, 2048, 32000) == 512
+    assert default_chunk_size(8192, 4096, 128256) == 128
 
 
 def _raises(exc, match, *args, **kw):

@@ -69,7 +69,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         label_smoothing: float in ``[0, 1]``; negative or NaN acts as 0.
         chunk_size: rows per chunk; None picks torch's ``'aspect_ratio:2'`` rule
             (``next_pow2(ceil(N / ceil(V / H))) // 2``, a chunk of logits about half the
-            size of ``input``).
+            size of ``input``), raised to at least ``2**24 / V`` rows (a power of two,
+            at most N) so that the GEMMs stay efficient.
 
     Returns:
         ``'none'``: ``(N,)`` / ``(N, d1..dk)`` (0-d for ``(H,)`` input); otherwise 0-d. dtype:
