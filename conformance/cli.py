@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an invalid input must raise torch's exception type; by default any exception passes "
                           "and another type is reported as a difference (nbxent's candidates are always strict)")
 
+    run.add_argument("--profile", action="store_true",
+                     help="also make the candidates' semantic profile (docs/conventions.md) for the reports "
+                          "(with --shard, shard 1 makes it)")
     run.add_argument("--shard", type=_shard, metavar="K/N",
                      help="run shard K of N of the campaign (a CI matrix; see merge)")
     run.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
@@ -328,6 +331,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         reports.write_reports(results, config.report_dir)      # verdict 'empty': never a PASS
         return EXIT_USAGE
+    if args.profile and (not config.shard or config.shard[0] == 1):
+        from conformance.profile import profile
+
+        results.profile = profile(config.candidates)
     paths = reports.write_reports(results, config.report_dir)
     reports.print_summary(results, paths)
     step_summary(paths["markdown"])
@@ -454,7 +461,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if why:
         print(f"nbxent-conformance: error: report directory not writable: {why}", file=sys.stderr)
         return EXIT_USAGE
-    paths = {"junit": reports.write_junit(results, out), "markdown": reports.write_markdown(results, out)}
+    paths = {"junit": reports.write_junit(results, out), "markdown": reports.write_markdown(results, out),
+             "html": reports.write_html(results, out)}
     reports.print_summary(results, paths)
     return EXIT_FAIL if results.failed else EXIT_PASS
 

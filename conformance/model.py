@@ -157,6 +157,8 @@ class RunResults:
     #: per value / gradient check that returned a value: [candidate, loss, dtype, check, max |input|, C, ulp]
     #: (conformance.campaign.accuracy_points; the plots of report.html)
     accuracy: list[list[Any]] = field(default_factory=list)
+    #: conformance.profile.profile() of the candidates, when the run made one (run --profile)
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

@@ -126,4 +126,5 @@ def merge(shards: list[tuple[str, RunResults]], out_dir: str) -> RunResults:
                       duration_s=round(sum(r.duration_s for _, r in shards), 3), config=config,
                       environment=dict(first.environment), candidates=candidates, results=results,
                       findings=findings, cases_run=cases_run, classes=classes, diagnoses=diagnoses,
-                      partial=partial, accuracy=accuracy)
+                      partial=partial, accuracy=accuracy,
+                      profile=next((r.profile for _, r in shards if r.profile), {}))

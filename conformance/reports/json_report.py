@@ -106,6 +106,7 @@ def from_dict(doc: dict[str, Any]) -> RunResults:
         diagnoses=doc.get("diagnoses", []),
         partial=doc.get("partial", ""),
         accuracy=doc.get("accuracy", []),
+        profile=doc.get("profile", {}),
     )
 
 
