@@ -225,10 +225,11 @@ def _scatter(pts: list, xi: int, xlabel: str, title: str, colour: dict, ident: s
     out = [f'<figure><svg id="{_e(ident)}" class="plot" xmlns="http://www.w3.org/2000/svg" width="{w}" '
            f'height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{_e(title)}">',
            f'<rect x="{ml}" y="{mt}" width="{w - ml - mr}" height="{h - mt - mb}" fill="#fff" stroke="#999"/>']
-    for d in range(x0, x1 + 1):
+    xstep, ystep = max(1, math.ceil((x1 - x0) / 8)), max(1, math.ceil((y1 - y0) / 8))   # at most ~9 labels
+    for d in range(x0, x1 + 1, xstep):
         out.append(f'<line x1="{sx(d):.1f}" y1="{h - mb}" x2="{sx(d):.1f}" y2="{mt}" stroke="#eee"/>'
                    f'<text x="{sx(d):.1f}" y="{h - mb + 14}" font-size="10" text-anchor="middle">1e{d}</text>')
-    for d in range(y0, y1 + 1):
+    for d in range(y0, y1 + 1, ystep):
         out.append(f'<line x1="{ml}" y1="{sy(d):.1f}" x2="{w - mr}" y2="{sy(d):.1f}" stroke="#eee"/>'
                    f'<text x="{ml - 4}" y="{sy(d) + 3:.1f}" font-size="10" text-anchor="end">1e{d}</text>')
     for p in _thin(list(zip(pts, lx, ly))):
