@@ -48,7 +48,7 @@ def explore(evaluate, spec: str, worker, loss: str, feats: strategies.Features, 
 
     ``evaluate(case, case_id)`` runs one case (conformance/execute.py) and returns
     ``(Judgement, case as sent)`` or None; ``on_case(judgement, case as sent)`` is called after each.
-    ``stop()`` is asked before each case: True ends the exploration (a time budget).
+    ``stop()`` is asked before each case after the first: True ends the exploration (a time budget).
     ``select`` (a set of case ids) evaluates only those cases: the others are drawn and numbered as
     in a full exploration (``applies(case)`` says whether a case would get an id) but not run.
     """
@@ -57,7 +57,8 @@ def explore(evaluate, spec: str, worker, loss: str, feats: strategies.Features, 
     left = set(select) if select is not None else None
 
     def prop(case):
-        if (stop is not None and stop()) or (left is not None and not left):
+        # a time budget never leaves a candidate x loss without a fuzzed example
+        if (stop is not None and ex.examples > 0 and stop()) or (left is not None and not left):
             raise StopExploring
         if worker.timeouts[fname] >= worker.max_timeouts:
             ex.not_run += 1
