@@ -232,9 +232,10 @@ def _scatter(pts: list, xi: int, xlabel: str, title: str, colour: dict, ident: s
     for d in range(y0, y1 + 1, ystep):
         out.append(f'<line x1="{ml}" y1="{sy(d):.1f}" x2="{w - mr}" y2="{sy(d):.1f}" stroke="#eee"/>'
                    f'<text x="{ml - 4}" y="{sy(d) + 3:.1f}" font-size="10" text-anchor="end">1e{d}</text>')
+    # rings rather than discs: candidates with the same error stay visible on top of each other
     for p in _thin(list(zip(pts, lx, ly))):
         q, a, b = p
-        out.append(f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="2.5" fill="{colour[q[0]]}" fill-opacity="0.6">'
+        out.append(f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="3" fill="none" stroke="{colour[q[0]]}" stroke-width="1.2">'
                    f"<title>{_e(q[0])} {_e(q[1])} {_e(q[2])}: {q[6]:g} ulp at {_e(xlabel.split(' ')[0])} "
                    f"{q[xi]:g}</title></circle>")
     out.append(f'<text x="{(ml + w - mr) / 2}" y="{h - 8}" font-size="11" text-anchor="middle">{_e(xlabel)}</text>'
