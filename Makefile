@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-cpu test-cuda conformance bench clean
+.PHONY: install lint typecheck test test-cpu test-cuda conformance bench clean browser-test-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(STAMP): $(PY) pyproject.toml constraints-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Chromium for the test that renders report.html in a headless browser (tests/conformance/test_html.py).
+# Never fails: where it cannot be installed (no root, no network) that test is skipped and says why.
+browser-test-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  apt-get install -y chromium >/dev/null 2>&1 || \
+	  echo "make browser-test-deps: chromium could not be installed; the browser test will be skipped"
 
 # ruff over the library and the tests (conformance/ is linted by its own lane).
 lint: $(STAMP)
@@ -31,7 +38,7 @@ typecheck: $(STAMP)
 # so CPU and CUDA are two pytest sessions; the semantic suite tests/semantic runs
 # in both, on each backend); each prints its own summary and the target fails if
 # any failed.
-test: $(STAMP)
+test: $(STAMP) browser-test-deps
 	@lint=0; types=0; cpu=0; cuda=0; \
 	$(MAKE) --no-print-directory lint || lint=$$?; \
 	$(MAKE) --no-print-directory typecheck || types=$$?; \

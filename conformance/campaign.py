@@ -12,14 +12,19 @@ workers compile their next loss.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from conformance import candidates, catalogue, losses, strategies
 from conformance.config import CampaignConfig, CheckpointCallback, ProgressCallback
 from conformance.execute import Evaluator
 from conformance.fuzz import explore
+from conformance.shard import shard_losses
 from conformance.judge import Judge
 from conformance.model import CHECKS, FAILING, CandidateInfo, Case, CheckResult, RunResults
 from conformance.recorder import Recorder, versions
@@ -111,8 +116,19 @@ class _Campaign:
         self.rec = Recorder(config, progress, self.refs.findings)
         self.evaluator = Evaluator(self.refs, Judge(config.strict_errors), config.case_timeout_s)
 
+        self.deadline = None if config.time_budget_s is None else time.monotonic() + config.time_budget_s
+        self.plans_left = 0
+
     def run_case(self, plan: Plan, case: Case, case_id: str):
         return self.evaluator.evaluate(case, case_id, plan.worker, plan.feats, plan.spec)
+
+    def _fuzz_stop(self):
+        """The time-budget test of one candidate x loss: its share of what is left of the budget."""
+        if self.deadline is None:
+            return None
+        share = max(0.0, self.deadline - time.monotonic()) / max(1, self.plans_left)
+        end = time.monotonic() + share
+        return lambda: time.monotonic() > end
 
     def run_plan(self, plan: Plan) -> None:
         rec, label = self.rec, f"{plan.spec} / {plan.loss}"
@@ -124,19 +140,28 @@ class _Campaign:
                 continue
             j, sent = out
             rec.record(j.results, plan.loss)
+            rec.accuracy.extend(accuracy_points(plan.spec, sent, j))
             if any(r.status in FAILING for r in j.results):
                 failing.append((sent, j))
                 rec.keep_failed(plan.spec, plan.loss, sent, j)
             self._note_differences(sent, j.results)
         ex = None
         if plan.budget > 0:
-            def on_case(j):
+            def on_case(j, sent):
                 rec.cases_run[plan.loss] += 1
                 rec.failures += sum(r.status in FAILING for r in j.results)
+                rec.accuracy.extend(accuracy_points(plan.spec, sent, j))
                 rec.tick(label + " / fuzz")
+            select = {i for i in self.config.case_ids if i.startswith(plan.loss + "/fuzz/")} \
+                if self.config.case_ids else None
             ex = explore(lambda c, cid: self.run_case(plan, c, cid), plan.spec, plan.worker, plan.loss, plan.feats,
-                         plan.budget, self.config.seed, on_case)
+                         plan.budget, self.config.seed, on_case, stop=self._fuzz_stop(), select=select,
+                         applies=lambda c: self.evaluator.applies(c, plan.feats))
             rec.tick(label + " / fuzz", 0)
+            if ex.stopped and select is None:
+                self.refs.findings.add("time_budget", Case(plan.loss, {}, {}, "fuzz"),
+                                       f"{plan.spec}: --time-budget reached: {ex.examples} of {plan.budget} "
+                                       "fuzzed examples judged")
             for sent, j in ex.failing:
                 rec.results.extend(r for r in j.results if r.status in FAILING)
                 rec.keep_failed(plan.spec, plan.loss, sent, j)
@@ -184,11 +209,12 @@ class _Campaign:
 
     def plans(self, workers) -> list[Plan]:
         config, out = self.config, []
+        mine = shard_losses(config.losses, config.shard)
         for spec, worker in workers.items():
             probe = worker.wait_ready()
             simulated = candidates.is_simulated(spec)
             self.rec.candidates.append(_candidate_info(spec, probe, config, simulated))
-            for loss in config.losses:
+            for loss in mine:
                 if not probe[loss]["features"] or not probe[loss]["dtypes"]:
                     continue
                 feats = strategies.features_from_probe(probe[loss])
@@ -197,6 +223,12 @@ class _Campaign:
                                                 max_classes=min(feats.max_classes, 64))
                 budget = config.simulator_max_examples if simulated else config.max_examples
                 cat = catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
+                if config.case_ids:       # a re-run of chosen cases: only those, fuzz ids replayed from the seed
+                    cat = [c for c in cat if f"{loss}/catalogue/{c.origin}" in config.case_ids]
+                    if not any(i.startswith(loss + "/fuzz/") for i in config.case_ids):
+                        budget = 0
+                    if not cat and not budget:
+                        continue
                 out.append(Plan(spec, worker, loss, feats, budget, cat, simulated))
         # loss by loss, candidate by candidate (see _run)
         out.sort(key=lambda p: config.losses.index(p.loss))
@@ -208,6 +240,23 @@ class _Campaign:
         env["oracles"] = ", ".join(self.refs.oracles)
         self.rec.environment = env
         return self.rec.snapshot(partial)
+
+
+def accuracy_points(spec: str, case: Case, j) -> list[list]:
+    """``[candidate, loss, dtype, check, max |finite input|, C, ulp]`` per value / gradient check of a case
+    that returned a value (the plots of report.html); C is None for the elementwise losses."""
+    x = np.asarray(case.arrays.get("input", np.zeros(0)))
+    out = []
+    for r in j.results:
+        if r.check not in ("value", "grad_input") or r.error is None or not math.isfinite(r.error.max_ulp):
+            continue
+        if not out:
+            finite = np.abs(x[np.isfinite(x)]) if x.size else x
+            amax = float(finite.max()) if finite.size else 0.0
+            classes = losses.get(case.loss).family == "class"
+            c = (int(x.shape[1]) if x.ndim >= 2 else int(x.shape[0]) if x.ndim == 1 else 1) if classes else None
+        out.append([spec, case.loss, str(x.dtype), r.check, float(f"{amax:.4g}"), c, float(f"{r.error.max_ulp:.4g}")])
+    return out
 
 
 def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = None,
@@ -242,6 +291,7 @@ def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = Non
         for idx in upcoming.values():
             plans[idx[0]].worker.warm_up(_warm_up_requests(plans[idx[0]]))
         for i, plan in enumerate(plans):
+            camp.plans_left = len(plans) - i
             camp.run_plan(plan)
             later = [j for j in upcoming[plan.spec] if j > i]
             if later:

@@ -26,6 +26,9 @@ class CampaignConfig:
     run_catalogue: bool = True
     strict_errors: bool = False      # an invalid input must raise torch's exception type (not just raise)
     dtypes_requested: bool = False   # the user named the dtypes (a candidate lacking one is told so)
+    shard: list[int] | None = None   # [K, N]: run only the losses of shard K of N (conformance/shard.py)
+    time_budget_s: float | None = None   # wall-clock budget: fuzzing of each candidate x loss stops at its share
+    case_ids: list[str] = field(default_factory=list)   # run only these case ids (catalogue and fuzz ids)
 
 
 @dataclass

@@ -34,6 +34,15 @@ class Evaluator:
     def __init__(self, refs: References, judge: Judge, case_timeout_s: float):
         self.refs, self.judge, self.case_timeout_s = refs, judge, case_timeout_s
 
+    def applies(self, case: Case, feats) -> bool:
+        """Whether :meth:`evaluate` would run ``case`` (False: invalid, and the candidate declares no error
+        checks); decided from the torch-semantics oracle alone, without calling the candidate."""
+        scipy = self.refs.oracles["scipy"]
+        error = scipy.evaluate(case, want_grad=False).error
+        if error is not None and feats.extensions:
+            error = scipy.evaluate(self.refs.legalise(case, feats)[0], want_grad=False).error
+        return error is None or feats.has("errors")
+
     def evaluate(self, case: Case, case_id: str, worker, feats, spec: str) -> tuple[Judgement, Case] | None:
         """Run ``case`` on the candidate; returns (judgement, the case as sent) or None when it does not apply
         (an invalid case for a candidate that declares no error checks)."""

@@ -28,6 +28,14 @@ class Exploration:
     differs: list[tuple[Case, CheckResult]] = field(default_factory=list)   # first torch_differs per check
     other: list[CheckResult] = field(default_factory=list)   # error_type_differs / not_run results, first few
     not_run: int = 0                                       # cases skipped (the function timed out too often)
+    skipped: int = 0                                       # cases drawn but not selected (``select``)
+    stopped: bool = False                                  # ended early by ``stop`` or a finished selection
+
+
+class StopExploring(BaseException):
+    """Raised by ``stop`` (a time budget, or every selected case seen) to end the exploration early.
+
+    A BaseException, so hypothesis passes it through instead of treating it as a failing example."""
 
 
 #: Non-failing differences kept per (candidate, loss) and check (the rest are counted in the pass summary).
@@ -35,28 +43,43 @@ MAX_KEPT_DIFFERENCES = 3
 
 
 def explore(evaluate, spec: str, worker, loss: str, feats: strategies.Features, budget: int, seed_: int,
-            on_case=None) -> Exploration:
+            on_case=None, stop=None, select=None, applies=None) -> Exploration:
     """Fuzz ``budget`` cases of ``loss`` on the candidate; returns what was found.
 
     ``evaluate(case, case_id)`` runs one case (conformance/execute.py) and returns
-    ``(Judgement, case as sent)`` or None; ``on_case(judgement)`` is called after each.
+    ``(Judgement, case as sent)`` or None; ``on_case(judgement, case as sent)`` is called after each.
+    ``stop()`` is asked before each case after the first: True ends the exploration (a time budget).
+    ``select`` (a set of case ids) evaluates only those cases: the others are drawn and numbered as
+    in a full exploration (``applies(case)`` says whether a case would get an id) but not run.
     """
     ex = Exploration()
     fname = loss
+    left = set(select) if select is not None else None
 
     def prop(case):
+        # a time budget never leaves a candidate x loss without a fuzzed example
+        if (stop is not None and ex.examples > 0 and stop()) or (left is not None and not left):
+            raise StopExploring
         if worker.timeouts[fname] >= worker.max_timeouts:
             ex.not_run += 1
             return
         ex.examples += 1
         case_id = f"{loss}/fuzz/{seed_}-{ex.examples:06d}"
+        if left is not None and case_id not in left:
+            if applies(case):
+                ex.skipped += 1
+            else:
+                ex.examples -= 1
+            return
         out = evaluate(case, case_id)
+        if left is not None:
+            left.discard(case_id)
         if out is None:
             ex.examples -= 1
             return
         j, sent = out
         if on_case is not None:
-            on_case(j)
+            on_case(j, sent)
         if any(r.status in FAILING for r in j.results):
             ex.failing.append((sent, j))
         for r in j.results:
@@ -80,5 +103,9 @@ def explore(evaluate, spec: str, worker, loss: str, feats: strategies.Features, 
         suppress_health_check=list(HealthCheck))(given(strategies.cases(loss, feats))(prop)))
     with warnings.catch_warnings():   # hypothesis warns about the size of a failing case's repr
         warnings.simplefilter("ignore", hyp_errors.HypothesisWarning)
-        test()
+        try:
+            test()
+        except StopExploring:
+            ex.stopped = True
+    ex.examples -= ex.skipped
     return ex

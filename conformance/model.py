@@ -154,6 +154,11 @@ class RunResults:
     #: per candidate x loss: {"candidate", "loss", "diagnoses": [{"id", "summary", "explains", "of"}]}
     diagnoses: list[dict[str, Any]] = field(default_factory=list)
     partial: str = ""                      # why the run stopped early ('' for a complete run)
+    #: per value / gradient check that returned a value: [candidate, loss, dtype, check, max |input|, C, ulp]
+    #: (conformance.campaign.accuracy_points; the plots of report.html)
+    accuracy: list[list[Any]] = field(default_factory=list)
+    #: conformance.profile.profile() of the candidates, when the run made one (run --profile)
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

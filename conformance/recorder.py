@@ -52,6 +52,7 @@ class Recorder:
         self.results: list[CheckResult] = []
         self.classes = []
         self.diagnoses: list[dict] = []
+        self.accuracy: list[list] = []
         self.candidates: list[CandidateInfo] = []
         self.cases_run: Counter = Counter()
         self.environment: dict[str, str] = {}
@@ -122,4 +123,4 @@ class Recorder:
             config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
             environment=dict(self.environment), candidates=list(self.candidates), results=list(self.results),
             findings=self.findings.to_list(), cases_run=dict(self.cases_run), classes=list(self.classes),
-            diagnoses=list(self.diagnoses), partial=partial)
+            diagnoses=list(self.diagnoses), partial=partial, accuracy=list(self.accuracy))

@@ -47,6 +47,10 @@ def _candidate_label(spec: str) -> str:
     return spec.replace(":", ".")
 
 
+#: The public name of the short candidate label (the pytest plugin names its items by it).
+candidate_label = _candidate_label
+
+
 def reproducer_dir(report_dir: str, case_id: str, candidate_spec: str, check: str) -> str:
     """``<report_dir>/reproducers/<case id>__<candidate>__<check>``: one directory per failure,
     so two candidates (or two checks) failing the same case never overwrite each other."""

@@ -105,6 +105,8 @@ def from_dict(doc: dict[str, Any]) -> RunResults:
         classes=[FailureClass(**_with_error(c)) for c in doc.get("classes", [])],
         diagnoses=doc.get("diagnoses", []),
         partial=doc.get("partial", ""),
+        accuracy=doc.get("accuracy", []),
+        profile=doc.get("profile", {}),
     )
 
 

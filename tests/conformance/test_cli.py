@@ -37,10 +37,10 @@ def engine(monkeypatch):
     return fake
 
 
-def test_all_pass_exits_0_and_writes_three_reports(tmp_path, engine, capsys):
+def test_all_pass_exits_0_and_writes_four_reports(tmp_path, engine, capsys):
     rc = cli.main(["run", "--report-dir", str(tmp_path / "out"), "--candidate", "nbxent", "--seed", "11"])
     assert rc == 0
-    assert sorted(os.listdir(tmp_path / "out")) == ["junit.xml", "report.json", "summary.md"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["junit.xml", "report.html", "report.json", "summary.md"]
     out, err = capsys.readouterr()
     assert "PASS: 19 checks passed, 0 failed, 1 skipped" in out
     assert "conformance: 3/3 (100%)" in err                  # plain progress lines: stderr is not a TTY here
