@@ -24,9 +24,10 @@ install: $(STAMP)
 browser-test-deps:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  apt-get install -y chromium >/dev/null 2>&1 || \
+	  { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; } || \
 	  echo "make browser-test-deps: chromium could not be installed; the browser test will be skipped"
 
-# ruff over the library and the tests (conformance/ is linted by its own lane).
+# ruff over the library and the tests (conformance/ keeps its own style and is not linted here).
 lint: $(STAMP)
 	$(PY) -m ruff check nbxent tests benchmarks/bench_cuda.py
 
