@@ -5,7 +5,8 @@
 
 * ``loss_err = |loss - ref| / (eps * |ref|)`` for the reduced loss;
 * ``grad_err = max_i |grad_i - ref_i| / (eps * max(|ref_i|, tiny))`` (elementwise
-  relative, ``tiny`` the smallest normal number), None for a forward.
+  relative, ``tiny`` the smallest normal number; for label smoothing ``|ref_i|`` is the
+  sum of the magnitudes of the element's terms, see ``_ce_rows``; for BCE with logits ``sigmoid(x) + y``), None for a forward.
 
 The reference evaluates torch's formula on the exact inputs in
 float64 for float32 cases and in long double (x87, 64-bit significand) for float64 cases,
@@ -31,41 +32,46 @@ def _np(a):
     return np.asarray(a)
 
 
-def _grad_err(g, ref, eps, tiny):
+def _grad_err(g, ref, eps, tiny, scale=None):
     d = np.abs(g.astype(ref.dtype) - ref)
-    return float(np.max(d / np.maximum(np.abs(ref), tiny))) / eps
+    return float(np.max(d / np.maximum(np.abs(ref) if scale is None else scale, tiny))) / eps
 
 
 def _ce_rows(x, t, w, ii, eps_ls, rdt):
-    """Per-sample values, sum of target weights and gradient of the summed loss, in ``rdt``.
+    """Per-sample values, gradient of the summed loss and its error scale, in ``rdt``.
 
     ``x`` is (n, C, K), ``t`` (n, K); torch's formula with weight, ignore_index and label
-    smoothing.
+    smoothing. The scale of an element is the sum of its terms' magnitudes, so a gradient
+    element that cancels (label smoothing: ``A p_j ~ (eps/C) w_j``) is judged by what its
+    terms' rounding can do, not relative to a near-zero difference. The target's
+    ``p_t - 1`` is formed as ``-sum_{j != t} p_j``, without cancellation.
     """
     xr = x.astype(rdt)
     C = x.shape[1]
     m = xr.max(axis=1, keepdims=True)
     e = np.exp(xr - m)
     s = e.sum(axis=1, keepdims=True)
-    lse = m + np.log(s)
-    lp = xr - lse                                        # log-softmax
+    lp = xr - (m + np.log(s))                            # log-softmax
     valid = t != ii
     tt = np.where(valid, t, 0)
     wv = np.ones(C, dtype=rdt) if w is None else w.astype(rdt)
     wt = wv[tt] * valid                                  # (n, K)
     lpt = np.take_along_axis(lp, tt[:, None, :], axis=1)[:, 0, :]
     val = -(1 - eps_ls) * wt * lpt
+    onehot = np.zeros(x.shape, dtype=bool)
+    np.put_along_axis(onehot, tt[:, None, :], True, axis=1)
     p = e / s
-    grad = (1 - eps_ls) * wt[:, None, :] * p
+    pm = np.where(onehot, -np.where(onehot, 0, e).sum(axis=1, keepdims=True) / s, p)  # p - 1[j=t]
+    grad = (1 - eps_ls) * wt[:, None, :] * pm
+    scale = np.abs(grad)
     if eps_ls > 0:
         wl = (wv[None, :, None] * lp).sum(axis=1)
         val = val - (eps_ls / C) * wl * valid
         sumw = wv.sum()
-        grad = grad + (eps_ls / C) * valid[:, None, :] * (sumw * p - wv[None, :, None])
-    onehot = np.zeros_like(grad)
-    np.put_along_axis(onehot, tt[:, None, :], ((1 - eps_ls) * wt)[:, None, :], axis=1)
-    grad = grad - onehot
-    return val, wt.sum(), grad
+        vb = valid[:, None, :]
+        grad = grad + (eps_ls / C) * vb * (sumw * p - wv[None, :, None])
+        scale = scale + (eps_ls / C) * vb * (sumw * p + wv[None, :, None])
+    return val, grad, scale
 
 
 def _loss_err(loss, ref, eps):
@@ -79,10 +85,10 @@ class _Worst:
         self.results, self.eps, self.tiny = results, eps, tiny
         self.worst = [0.0 if g is not None else None for _, g in results]
 
-    def update(self, ref, sl):
+    def update(self, ref, sl, scale=None):
         for k, (_, g) in enumerate(self.results):
             if g is not None:
-                self.worst[k] = max(self.worst[k], _grad_err(g[sl], ref, self.eps, self.tiny))
+                self.worst[k] = max(self.worst[k], _grad_err(g[sl], ref, self.eps, self.tiny, scale))
 
 
 def _ce_errors(case, arrays, results, rdt, eps, tiny):
@@ -100,9 +106,9 @@ def _ce_errors(case, arrays, results, rdt, eps, tiny):
     vals = []
     for a in range(0, N, rows):
         b = min(N, a + rows)
-        v, _, g = _ce_rows(x3[a:b], t2[a:b], w, ii, ls, rdt)
+        v, g, sc = _ce_rows(x3[a:b], t2[a:b], w, ii, ls, rdt)
         vals.append(v.reshape(-1))
-        grads.update(g / W, slice(a, b))       # 'mean': the summed loss divided by W
+        grads.update(g / W, slice(a, b), sc / abs(W))   # 'mean': the summed loss divided by W
     ref = np.sum(np.concatenate(vals), dtype=rdt) / W
     return [(_loss_err(l, ref, eps), gw) for (l, _), gw in zip(results, grads.worst)]
 
@@ -131,11 +137,14 @@ def _bce_errors(case, arrays, results, rdt, eps, tiny):
             # torch clamps each log at -100 and the gradient's denominator at 1e-12
             lv = -(yr * np.maximum(np.log(xr), -100) + (1 - yr) * np.maximum(np.log1p(-xr), -100))
             gr = (xr - yr) / np.maximum((1 - xr) * xr, rdt(1e-12))
+            sc = np.abs(gr)
         else:
             lv = np.maximum(xr, 0) - xr * yr + np.log1p(np.exp(-np.abs(xr)))
-            gr = 1 / (1 + np.exp(-xr)) - yr
+            sg = 1 / (1 + np.exp(-xr))
+            gr = sg - yr
+            sc = sg + yr        # sigmoid(x) - y cancels where the two agree: terms' scale
         total += np.sum(lv, dtype=rdt)
-        grads.update(gr / rdt(n), slice(a, a + _CHUNK))
+        grads.update(gr / rdt(n), slice(a, a + _CHUNK), sc / rdt(n))
     ref = total / rdt(n)
     return [(_loss_err(l, ref, eps), gw) for (l, _), gw in zip(results, grads.worst)]
 
