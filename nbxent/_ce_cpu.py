@@ -44,7 +44,7 @@ from numba import njit, prange
 
 from nbxent._ce_cpu_common import cast_like, neumaier_sum, weight_sum
 from nbxent._ce_cpu_rows import index_row as _index_row, n_blocks
-from nbxent._ce_cpu_spatial import KBLOCK, index_block as _index_block
+from nbxent._ce_cpu_spatial import KBLOCK, SC_ROWS, index_block as _index_block
 from nbxent._ce_validate import _scan
 from nbxent._common import CACHE
 
@@ -92,24 +92,35 @@ def index_rows_serial(x, t, w, has_w, ii, eps, g, gstride, mean, loss, grad, wan
     return -1, total, W
 
 
+#: Spatial work items per scratch allocation (one tile and one float64 scratch per group):
+#: items are independent, so the grouping changes no result.
+SPATIAL_GROUP = 16
+
+
 @njit(parallel=True, cache=CACHE, error_model="numpy")
 def _index_spatial_par(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
-    N, K = x.shape[0], x.shape[2]
+    N, C, K = x.shape
     nkb = (K + KBLOCK - 1) // KBLOCK
-    for item in prange(N * nkb):
-        n = item // nkb
-        k0 = (item % nkb) * KBLOCK
-        _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, ii, eps, sumw, g, gstride, loss,
-                     grad, want_grad)
+    items = N * nkb
+    for grp in prange((items + SPATIAL_GROUP - 1) // SPATIAL_GROUP):
+        tile = np.empty((C + 5, KBLOCK), dtype=x.dtype)
+        sc = np.empty((SC_ROWS, KBLOCK))
+        for item in range(grp * SPATIAL_GROUP, min(items, (grp + 1) * SPATIAL_GROUP)):
+            n = item // nkb
+            k0 = (item % nkb) * KBLOCK
+            _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, ii, eps, sumw, g, gstride, loss,
+                         grad, want_grad, tile, sc)
 
 
 @njit(cache=CACHE, error_model="numpy")
 def _index_spatial_ser(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
-    N, K = x.shape[0], x.shape[2]
+    N, C, K = x.shape
+    tile = np.empty((C + 5, KBLOCK), dtype=x.dtype)
+    sc = np.empty((SC_ROWS, KBLOCK))
     for n in range(N):
         for k0 in range(0, K, KBLOCK):
             _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, ii, eps, sumw, g, gstride, loss,
-                         grad, want_grad)
+                         grad, want_grad, tile, sc)
 
 
 @njit(cache=CACHE, error_model="numpy")
