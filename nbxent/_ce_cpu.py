@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit, prange
 
 from nbxent._ce_cpu_common import cast_like, neumaier_sum, weight_sum
-from nbxent._ce_cpu_rows import index_row as _index_row, n_blocks
+from nbxent._ce_cpu_rows import index_row as _index_row, scratch_len
 from nbxent._ce_cpu_spatial import KBLOCK, SC_ROWS, index_block as _index_block
 from nbxent._ce_validate import _scan
 from nbxent._common import CACHE
@@ -55,7 +55,7 @@ PARALLEL_MIN = 1 << 15
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
 def _index_rows_par(x, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad):
-    nb = n_blocks(x.shape[1])
+    nb = scratch_len(x.shape[1])
     for n in prange(x.shape[0]):
         mb = np.empty(nb, dtype=x.dtype)
         sb = np.empty(nb)
@@ -81,7 +81,7 @@ def index_rows_serial(x, t, w, has_w, ii, eps, g, gstride, mean, loss, grad, wan
     if mean and gstride == 0:
         gg = np.empty(1)
         gg[0] = g[0] / W
-    nb = n_blocks(x.shape[1])
+    nb = scratch_len(x.shape[1])
     mb = np.empty(nb, dtype=x.dtype)
     sb = np.empty(nb)
     for n in range(x.shape[0]):

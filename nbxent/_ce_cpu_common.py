@@ -39,9 +39,8 @@ _F32_ZERO = np.float32(0.0)
 #: gradient loop widen; never nnan/ninf (NaN/inf semantics are part of the contract).
 FASTMATH = {"contract", "arcp", "reassoc"}
 
-#: Length of a float32 partial sum before it is folded into the float64 total: long
-#: enough to keep full vector width, short enough that its rounding error (a few ulp of
-#: float32 over ~BLOCK/lanes additions) stays below the float32 result's last bit.
+#: Terms per block of a vectorized sum (see LANES): the block's terms (x's dtype) and
+#: their float64 lanes, 6 KB for float32, stay in L1.
 BLOCK = 512
 
 
@@ -199,70 +198,132 @@ def row_max(x, n, C):
     return seg_max(x, n, 0, C)
 
 
+#: Every vectorized sum runs in ``LANES`` float64 lanes: term ``j`` of a block of ``BLOCK``
+#: goes to lane ``j``, and the lanes are summed by a fixed pairwise tree at the end. All
+#: loops are elementwise, so the order (hence the bits) does not depend on the host's
+#: vector width (LLVM's own reductions sum in as many lanes as the vectors hold: 8
+#: float32 with AVX2, 16 with AVX-512, times its interleave). A float64 lane holds
+#: ``C / BLOCK`` terms, so the sum is as good as exact for the float32 results.
+LANES = BLOCK
+
+
+@njit(cache=CACHE, error_model="numpy")
+def lane_span(used):
+    """Lanes a sum of ``used`` (<= LANES) lanes spans: the smallest power of two >= used."""
+    h = 1
+    while h < used:
+        h *= 2
+    return h
+
+
+@njit(cache=CACHE, error_model="numpy")
+def fold_lanes(acc, used):
+    """``sum(acc[:used])`` by a fixed pairwise tree; ``acc`` (float64) is overwritten.
+
+    The tree spans ``lane_span(used)`` lanes (those past ``used`` must be 0), so it
+    depends on ``used`` only. Compiled without fastmath: no flag lets LLVM regroup it.
+    Each level is elementwise.
+    """
+    h = lane_span(used)
+    while h > 1:
+        h //= 2
+        for k in range(h):
+            acc[k] = acc[k] + acc[k + h]
+    return acc[0] if used > 0 else 0.0
+
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def block_sum_exp(x, n, lo, hi, m):
-    """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64: blocks summed in x's dtype."""
-    total = 0.0
-    row = x[n]
+def _exp_into(a, b, m):
+    for c in range(a.shape[0]):
+        b[c] = exp_diff(a[c], m)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_inplace(b, m):
+    # in place through one array: two aliasing array arguments fail LLVM's runtime
+    # overlap check and run the scalar fallback loop (5x slower)
+    for c in range(b.shape[0]):
+        b[c] = exp_diff(b[c], m)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _add_lanes(b, acc):
+    for c in range(b.shape[0]):
+        acc[c] += np.float64(b[c])
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def block_sum_exp(x, n, lo, hi, m, buf, acc):
+    """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (as :func:`sum_exp`, terms to ``buf``)."""
+    return sum_exp(x, x, n, lo, hi, m, 0, -1, buf, acc)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _set_lanes(b, acc):
+    for c in range(b.shape[0]):
+        acc[c] = np.float64(b[c])
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_exp(src, dst, n, lo, hi, m, store, skip, buf, acc):
+    """``sum_{lo <= c < hi, c != skip} exp(src[n, c] - m)`` (exact shift) as float64.
+
+    Block by block of ``BLOCK`` terms: the terms are written (``store`` 1: to
+    ``dst[n, c]``; 2: in place, ``src`` is ``dst``'s memory; 0: to the scratch ``buf``),
+    the term at column ``skip`` (-1: none) is then set to 0 there, and the block is added
+    into the float64 lanes ``acc`` (term ``j`` of a block to lane ``j``), which
+    :func:`fold_lanes` sums at the end. ``buf`` (x's dtype) and ``acc`` (float64) are
+    scratch of ``LANES`` elements.
+    """
+    used = min(hi - lo, LANES)
     j = lo
+    zero = cast_like(0.0, m)
     while j < hi:
+        j1 = min(j + BLOCK, hi)
         # A slice indexed from 0 lets Numba prove the index non-negative (no wraparound
         # select), which keeps the loop a plain contiguous vector loop.
-        seg = row[j:min(j + BLOCK, hi)]
-        acc = cast_like(0.0, m)
-        for c in range(seg.shape[0]):
-            acc += exp_diff(seg[c], m)
-        total += np.float64(acc)
-        j += BLOCK
-    return total
+        if store == 2:
+            b = dst[n, j:j1]
+            _exp_inplace(b, m)
+        elif store == 1:
+            b = dst[n, j:j1]
+            _exp_into(src[n, j:j1], b, m)
+        else:
+            b = buf[:j1 - j]
+            _exp_into(src[n, j:j1], b, m)
+        if j <= skip < j1:
+            b[skip - j] = zero
+        if j == lo:
+            _set_lanes(b, acc)
+            for k in range(j1 - j, lane_span(used)):
+                acc[k] = 0.0
+        else:
+            _add_lanes(b, acc)
+        j = j1
+    return fold_lanes(acc, used)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_exp(src, dst, n, lo, hi, m, store):
-    """``sum_{lo <= c < hi} exp(src[n, c] - m)`` (exact shift) as float64.
+def _add_wx(a, b, acc):
+    for c in range(a.shape[0]):
+        acc[c] += np.float64(b[c]) * np.float64(a[c])
 
-    The sum runs in x's dtype over blocks of ``BLOCK`` and is folded into float64.
-    ``store``: 0 sum only; 1 also write each term to ``dst[n, c]``; 2 the same in place
-    (``src`` is ``dst``'s memory): the loop then reads and writes through ``dst`` alone,
-    because two array arguments that alias fail LLVM's runtime overlap check and run the
-    scalar fallback loop (5x slower, and its sum order would change the bits).
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_wx(x, n, lo, hi, w, acc):
+    """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term).
+
+    In the float64 lanes ``acc`` (scratch of ``LANES``), summed by :func:`fold_lanes`.
     """
-    total = 0.0
+    used = min(hi - lo, LANES)
+    for k in range(lane_span(used)):
+        acc[k] = 0.0
     j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
-        acc = cast_like(0.0, m)
-        if store == 2:
-            b = dst[n, j:j1]
-            for c in range(b.shape[0]):
-                e = exp_diff(b[c], m)
-                b[c] = e
-                acc += e
-        elif store == 1:
-            a = src[n, j:j1]
-            b = dst[n, j:j1]
-            for c in range(a.shape[0]):
-                e = exp_diff(a[c], m)
-                b[c] = e
-                acc += e
-        else:
-            a = src[n, j:j1]
-            for c in range(a.shape[0]):
-                acc += exp_diff(a[c], m)
-        total += np.float64(acc)
+        _add_wx(x[n, j:j1], w[j:j1], acc)
         j = j1
-    return total
-
-
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_wx(x, n, lo, hi, w):
-    """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term)."""
-    a = x[n, lo:hi]
-    b = w[lo:hi]
-    acc = 0.0
-    for c in range(a.shape[0]):
-        acc += np.float64(b[c]) * np.float64(a[c])
-    return acc
+    return fold_lanes(acc, used)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)

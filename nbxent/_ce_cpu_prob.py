@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nbxent._ce_cpu_common import (FASTMATH, block_sum_exp, cast_like, exp_diff,
+from nbxent._ce_cpu_common import (FASTMATH, LANES, block_sum_exp, cast_like, exp_diff,
                                     row_max)
 from nbxent._ce_scalar import log_prob
 from nbxent._common import CACHE
@@ -29,24 +29,37 @@ from nbxent._common import CACHE
 from nbxent._ce_cpu import KBLOCK, PARALLEL_MIN
 
 
+@njit(cache=CACHE, error_model="numpy")
+def _prob_sums(x, n, q, w, a, b, eps, m64, log_s):
+    """``(sum_c w_c q_c lp_c, sum_c w_c q_c)`` in float64, left to right.
+
+    Compiled without fastmath: a reassociated sum would be vectorized in as many lanes as
+    the host's vectors hold, and its bits would differ between AVX2 and AVX-512 hosts.
+    """
+    acc = 0.0
+    swq = 0.0
+    for c in range(x.shape[1]):
+        qc = a * q[n, c] + b if eps > 0.0 else q[n, c]
+        wq = np.float64(w[c]) * np.float64(qc)
+        acc += wq * log_prob(np.float64(x[n, c]), m64, log_s)
+        swq += wq
+    return acc, swq
+
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
     C = x.shape[1]
     m = row_max(x, n, C)
-    s = block_sum_exp(x, n, 0, C, m)
+    buf = np.empty(LANES, dtype=x.dtype)
+    acc = np.empty(LANES)
+    s = block_sum_exp(x, n, 0, C, m, buf, acc)
     m64 = np.float64(m)
     # lp_c = (x_c - m) - log(s): two terms of the same sign, no cancellation (x_c - lse
     # would lose the low bits of lse when lp_c is small).
     log_s = np.log(s)
     a = cast_like(1.0 - eps, m)
     b = cast_like(eps / C, m)
-    acc = 0.0
-    swq = 0.0
-    for c in range(C):
-        qc = a * q[n, c] + b if eps > 0.0 else q[n, c]
-        wq = np.float64(w[c]) * np.float64(qc)
-        acc += wq * log_prob(np.float64(x[n, c]), m64, log_s)
-        swq += wq
+    acc, swq = _prob_sums(x, n, q, w, a, b, eps, m64, log_s)
     loss[n] = -acc
     gs = g[n * gstride]
     if want_gradq:

@@ -10,8 +10,9 @@ gradient are 1 MB, twice a core's L2). Per block ``b`` (``m_b`` = block max):
 
 1. ``m_b`` over 8 vector lanes;
 2. the fused pass: ``e_c = exp(x_c - m_b)`` written into the gradient row while its sum
-   ``s_b`` runs in x's dtype over short sub-blocks folded into float64 (one exp per
-   element; the forward alone only sums). The target's own term is left out of ``s_b``.
+   ``s_b`` runs in fixed float64 lanes (one exp per element; the forward alone writes
+   the terms to a scratch block; the order, hence the bits, is the same for any vector
+   width). The target's own term is left out of ``s_b``.
 
 Then, with ``M = max_b m_b`` and ``f_b = exp(m_b - M)`` (1 for the block holding ``M``):
 ``s_other = sum_b f_b s_b``, ``e_t = exp(x_t - M)``, ``loss_t = index_loss(M, x_t, s_other,
@@ -36,8 +37,8 @@ import math
 import numpy as np
 from numba import njit
 
-from nbxent._ce_cpu_common import (FASTMATH, cast_like, exp_diff, scale_seg, seg_max, sum_exp,
-                                    sum_wx)
+from nbxent._ce_cpu_common import (FASTMATH, LANES, cast_like, exp_diff, scale_seg, seg_max,
+                                    sum_exp, sum_wx)
 from nbxent._ce_scalar import index_loss, smooth_mix, target_p_minus_1
 from nbxent._common import CACHE
 
@@ -48,52 +49,23 @@ CB = 8192
 
 @njit(cache=CACHE)
 def n_blocks(C):
-    """Column blocks of a row of ``C`` logits (the scratch size of :func:`index_row`)."""
+    """Column blocks of a row of ``C`` logits."""
     return (C + CB - 1) // CB
 
 
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb):
-    """Loss (and gradient row) of sample ``n``; see the module docstring.
+@njit(cache=CACHE)
+def scratch_len(C):
+    """Length of each scratch array of :func:`index_row` for rows of ``C`` logits."""
+    return n_blocks(C) + LANES
 
-    ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of at least
-    ``ceil(C / CB)`` elements (block maxima, block sums then factors), passed in so a
-    serial caller allocates them once and not per row.
+
+@njit(cache=CACHE, error_model="numpy")
+def _combine_blocks(mb, sb, nb, M):
+    """``s_other = sum_b f_b s_b`` in block order, ``f_b = exp(m_b - M)``, stored into ``sb``.
+
+    Compiled without fastmath: with 'reassoc' LLVM may vectorize this sum over blocks in
+    as many lanes as the host's vectors hold, which changes its bits between hosts.
     """
-    C = x.shape[1]
-    tn = t[n]
-    ignored = tn == ii
-    store = 0 if ignored else want_grad     # sum_exp's mode: 0 sum, 1 store, 2 in place
-    # In place (want_grad == 2) every read goes through ``grad`` itself: one base pointer,
-    # so LLVM vectorizes the fused pass without the runtime overlap check that would send
-    # x-aliasing-grad to the scalar fallback loop (5x slower).
-    src = grad if want_grad == 2 else x
-    nb = n_blocks(C)
-    xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
-    wx = 0.0
-    for b in range(nb):
-        lo = b * CB
-        hi = min(lo + CB, C)
-        m = seg_max(src, n, lo, hi)
-        mb[b] = m
-        sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
-        if eps > 0.0 and not ignored:
-            wx += sum_wx(src, n, lo, hi, w)
-        # The block as one or two segments around the target (whose term stays out of the
-        # sum); one call site, so the vectorized exp loop is inlined once.
-        cut0 = hi
-        cut1 = hi
-        if not ignored and lo <= tn < hi:
-            cut0 = tn
-            cut1 = tn + 1
-        acc = 0.0
-        for part in range(2):
-            acc += sum_exp(src, grad, n, lo if part == 0 else cut1, cut0 if part == 0 else hi,
-                           sh, store)
-        sb[b] = acc
-    M = mb[0]
-    for b in range(1, nb):
-        M = mb[b] if mb[b] > M else M
     M64 = np.float64(M)
     s_other = 0.0
     for b in range(nb):
@@ -104,7 +76,48 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, 
         else:
             f = exp_diff(np.float64(mb[b]), M64)
         s_other += sb[b] * f
-        sb[b] = f                    # sb now holds the block factors f_b
+        sb[b] = f
+    return s_other
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, sb):
+    """Loss (and gradient row) of sample ``n``; see the module docstring.
+
+    ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of ``scratch_len(C)``
+    elements (block maxima, block sums then factors, and the fixed lanes of the partial
+    sums), passed in so a serial caller allocates them once and not per row.
+    """
+    C = x.shape[1]
+    tn = t[n]
+    ignored = tn == ii
+    store = 0 if ignored else want_grad     # sum_exp's mode: 0 sum, 1 store, 2 in place
+    # In place (want_grad == 2) every read goes through ``grad`` itself: one base pointer,
+    # so LLVM vectorizes the fused pass without the runtime overlap check that would send
+    # x-aliasing-grad to the scalar fallback loop (5x slower).
+    src = grad if want_grad == 2 else x
+    nb = n_blocks(C)
+    buf = mb[nb:nb + LANES]
+    lanes = sb[nb:nb + LANES]
+    xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
+    wx = 0.0
+    for b in range(nb):
+        lo = b * CB
+        hi = min(lo + CB, C)
+        m = seg_max(src, n, lo, hi)
+        mb[b] = m
+        sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
+        if eps > 0.0 and not ignored:
+            wx += sum_wx(src, n, lo, hi, w, lanes)
+        # The target's own term stays out of the sum (sum_exp zeroes it in the block; a
+        # gradient row gets its target element written last).
+        acc = sum_exp(src, grad, n, lo, hi, sh, store, tn if not ignored else -1, buf, lanes)
+        sb[b] = acc
+    M = mb[0]
+    for b in range(1, nb):
+        M = mb[b] if mb[b] > M else M
+    M64 = np.float64(M)
+    s_other = _combine_blocks(mb, sb, nb, M)   # sb now holds the block factors f_b
     if M == -np.inf:
         s_other = math.nan            # all -inf/NaN row: torch's log_softmax is NaN
     if ignored:
