@@ -198,18 +198,19 @@ def row_max(x, n, C):
     return seg_max(x, n, 0, C)
 
 
-#: Every vectorized sum runs in ``LANES`` float64 lanes: term ``j`` of a block of ``BLOCK``
-#: goes to lane ``j``, and the lanes are summed by a fixed pairwise tree at the end. All
-#: loops are elementwise, so the order (hence the bits) does not depend on the host's
-#: vector width (LLVM's own reductions sum in as many lanes as the vectors hold: 8
-#: float32 with AVX2, 16 with AVX-512, times its interleave). A float64 lane holds
-#: ``C / BLOCK`` terms, so the sum is as good as exact for the float32 results.
+#: Every vectorized sum runs in ``LANES`` lanes: term ``j`` of a block of ``BLOCK`` goes to
+#: lane ``j`` (an elementwise add, fused into the exp loop), and the lanes are summed in
+#: float64 by a fixed pairwise tree at the end. No loop reduces across its vector, so the
+#: order (hence the bits) does not depend on the host's vector width; LLVM's own
+#: reductions sum in as many lanes as the vectors hold (8 float32 with AVX2, 16 with
+#: AVX-512, times its interleave). A lane holds ``CB / BLOCK = 16`` terms at most, in x's
+#: dtype: the rounding of a float32 lane stays below the float32 result's last bit.
 LANES = BLOCK
 
 
 @njit(cache=CACHE, error_model="numpy")
 def lane_span(used):
-    """Lanes a sum of ``used`` (<= LANES) lanes spans: the smallest power of two >= used."""
+    """Lanes a sum over ``used`` (<= LANES) lanes spans: the smallest power of two >= used."""
     h = 1
     while h < used:
         h *= 2
@@ -217,90 +218,88 @@ def lane_span(used):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def fold_lanes(acc, used):
-    """``sum(acc[:used])`` by a fixed pairwise tree; ``acc`` (float64) is overwritten.
+def fold_lanes(acc, f64, used):
+    """``sum(acc[:used])`` in float64 by a fixed pairwise tree over ``lane_span(used)`` lanes.
 
-    The tree spans ``lane_span(used)`` lanes (those past ``used`` must be 0), so it
-    depends on ``used`` only. Compiled without fastmath: no flag lets LLVM regroup it.
-    Each level is elementwise.
+    Lanes past ``used`` must be 0; ``f64`` is float64 scratch of ``LANES`` (may be ``acc``
+    itself when that is float64). Compiled without fastmath: no flag lets LLVM regroup the
+    tree, and each level is elementwise, so the order depends on ``used`` only.
     """
     h = lane_span(used)
+    if h == 1:
+        return np.float64(acc[0]) if used > 0 else 0.0
+    h //= 2
+    for k in range(h):
+        f64[k] = np.float64(acc[k]) + np.float64(acc[k + h])
     while h > 1:
         h //= 2
         for k in range(h):
-            acc[k] = acc[k] + acc[k + h]
-    return acc[0] if used > 0 else 0.0
+            f64[k] = f64[k] + f64[k + h]
+    return f64[0]
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _exp_into(a, b, m):
+def _exp_lanes(a, m, acc):
     for c in range(a.shape[0]):
-        b[c] = exp_diff(a[c], m)
+        acc[c] += exp_diff(a[c], m)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _exp_inplace(b, m):
+def _exp_lanes_into(a, b, m, acc):
+    for c in range(a.shape[0]):
+        e = exp_diff(a[c], m)
+        b[c] = e
+        acc[c] += e
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_lanes_inplace(b, m, acc):
     # in place through one array: two aliasing array arguments fail LLVM's runtime
     # overlap check and run the scalar fallback loop (5x slower)
     for c in range(b.shape[0]):
-        b[c] = exp_diff(b[c], m)
+        e = exp_diff(b[c], m)
+        b[c] = e
+        acc[c] += e
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _add_lanes(b, acc):
-    for c in range(b.shape[0]):
-        acc[c] += np.float64(b[c])
-
-
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def block_sum_exp(x, n, lo, hi, m, buf, acc):
-    """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (as :func:`sum_exp`, terms to ``buf``)."""
-    return sum_exp(x, x, n, lo, hi, m, 0, -1, buf, acc)
-
-
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _set_lanes(b, acc):
-    for c in range(b.shape[0]):
-        acc[c] = np.float64(b[c])
-
-
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_exp(src, dst, n, lo, hi, m, store, skip, buf, acc):
+def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
     """``sum_{lo <= c < hi, c != skip} exp(src[n, c] - m)`` (exact shift) as float64.
 
-    Block by block of ``BLOCK`` terms: the terms are written (``store`` 1: to
-    ``dst[n, c]``; 2: in place, ``src`` is ``dst``'s memory; 0: to the scratch ``buf``),
-    the term at column ``skip`` (-1: none) is then set to 0 there, and the block is added
-    into the float64 lanes ``acc`` (term ``j`` of a block to lane ``j``), which
-    :func:`fold_lanes` sums at the end. ``buf`` (x's dtype) and ``acc`` (float64) are
-    scratch of ``LANES`` elements.
+    Block by block of ``BLOCK`` terms, each term added to its lane of ``acc`` (x's dtype,
+    ``LANES``) in the exp loop itself; :func:`fold_lanes` (``f64``: float64 scratch of
+    ``LANES``) sums the lanes at the end. ``store``: 0 sum only; 1 also write each term to
+    ``dst[n, c]``; 2 the same in place (``src`` is ``dst``'s memory, read through ``dst``).
+    ``skip`` (-1: none): the column whose term stays out of the sum (its lane is restored
+    after its block; a stored term there is left for the caller to overwrite).
     """
     used = min(hi - lo, LANES)
-    j = lo
     zero = cast_like(0.0, m)
+    for k in range(lane_span(used)):
+        acc[k] = zero
+    j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
+        inside = j <= skip < j1
+        keep = acc[skip - j] if inside else zero
         # A slice indexed from 0 lets Numba prove the index non-negative (no wraparound
         # select), which keeps the loop a plain contiguous vector loop.
         if store == 2:
-            b = dst[n, j:j1]
-            _exp_inplace(b, m)
+            _exp_lanes_inplace(dst[n, j:j1], m, acc)
         elif store == 1:
-            b = dst[n, j:j1]
-            _exp_into(src[n, j:j1], b, m)
+            _exp_lanes_into(src[n, j:j1], dst[n, j:j1], m, acc)
         else:
-            b = buf[:j1 - j]
-            _exp_into(src[n, j:j1], b, m)
-        if j <= skip < j1:
-            b[skip - j] = zero
-        if j == lo:
-            _set_lanes(b, acc)
-            for k in range(j1 - j, lane_span(used)):
-                acc[k] = 0.0
-        else:
-            _add_lanes(b, acc)
+            _exp_lanes(src[n, j:j1], m, acc)
+        if inside:
+            acc[skip - j] = keep
         j = j1
-    return fold_lanes(acc, used)
+    return fold_lanes(acc, f64, used)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def block_sum_exp(x, n, lo, hi, m, acc, f64):
+    """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (:func:`sum_exp`, nothing stored)."""
+    return sum_exp(x, x, n, lo, hi, m, 0, -1, acc, f64)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
@@ -310,20 +309,20 @@ def _add_wx(a, b, acc):
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_wx(x, n, lo, hi, w, acc):
+def sum_wx(x, n, lo, hi, w, f64):
     """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term).
 
-    In the float64 lanes ``acc`` (scratch of ``LANES``), summed by :func:`fold_lanes`.
+    In the float64 lanes ``f64`` (scratch of ``LANES``), summed by :func:`fold_lanes`.
     """
     used = min(hi - lo, LANES)
     for k in range(lane_span(used)):
-        acc[k] = 0.0
+        f64[k] = 0.0
     j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
-        _add_wx(x[n, j:j1], w[j:j1], acc)
+        _add_wx(x[n, j:j1], w[j:j1], f64)
         j = j1
-    return fold_lanes(acc, used)
+    return fold_lanes(f64, f64, used)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)

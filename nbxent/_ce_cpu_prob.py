@@ -50,9 +50,9 @@ def _prob_sums(x, n, q, w, a, b, eps, m64, log_s):
 def _prob_row(x, n, q, w, eps, g, gstride, loss, grad, want_grad, gradq, want_gradq):
     C = x.shape[1]
     m = row_max(x, n, C)
-    buf = np.empty(LANES, dtype=x.dtype)
-    acc = np.empty(LANES)
-    s = block_sum_exp(x, n, 0, C, m, buf, acc)
+    lanes = np.empty(LANES, dtype=x.dtype)
+    f64 = np.empty(LANES)
+    s = block_sum_exp(x, n, 0, C, m, lanes, f64)
     m64 = np.float64(m)
     # lp_c = (x_c - m) - log(s): two terms of the same sign, no cancellation (x_c - lse
     # would lose the low bits of lse when lp_c is small).

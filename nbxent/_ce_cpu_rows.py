@@ -10,9 +10,9 @@ gradient are 1 MB, twice a core's L2). Per block ``b`` (``m_b`` = block max):
 
 1. ``m_b`` over 8 vector lanes;
 2. the fused pass: ``e_c = exp(x_c - m_b)`` written into the gradient row while its sum
-   ``s_b`` runs in fixed float64 lanes (one exp per element; the forward alone writes
-   the terms to a scratch block; the order, hence the bits, is the same for any vector
-   width). The target's own term is left out of ``s_b``.
+   ``s_b`` runs in fixed lanes folded in float64 (one exp per element; the forward alone
+   only sums; the order, hence the bits, is the same for any vector width). The target's
+   own term is left out of ``s_b``.
 
 Then, with ``M = max_b m_b`` and ``f_b = exp(m_b - M)`` (1 for the block holding ``M``):
 ``s_other = sum_b f_b s_b``, ``e_t = exp(x_t - M)``, ``loss_t = index_loss(M, x_t, s_other,
@@ -97,8 +97,8 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, 
     # x-aliasing-grad to the scalar fallback loop (5x slower).
     src = grad if want_grad == 2 else x
     nb = n_blocks(C)
-    buf = mb[nb:nb + LANES]
-    lanes = sb[nb:nb + LANES]
+    lanes = mb[nb:nb + LANES]        # the partial sums' lanes (x's dtype)
+    f64 = sb[nb:nb + LANES]          # their float64 fold
     xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
     wx = 0.0
     for b in range(nb):
@@ -108,10 +108,10 @@ def index_row(x, n, t, w, ii, eps, sumw, g, gstride, loss, grad, want_grad, mb, 
         mb[b] = m
         sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
         if eps > 0.0 and not ignored:
-            wx += sum_wx(src, n, lo, hi, w, lanes)
-        # The target's own term stays out of the sum (sum_exp zeroes it in the block; a
-        # gradient row gets its target element written last).
-        acc = sum_exp(src, grad, n, lo, hi, sh, store, tn if not ignored else -1, buf, lanes)
+            wx += sum_wx(src, n, lo, hi, w, f64)
+        # The target's own term stays out of the sum (a gradient row gets its target
+        # element written last).
+        acc = sum_exp(src, grad, n, lo, hi, sh, store, tn if not ignored else -1, lanes, f64)
         sb[b] = acc
     M = mb[0]
     for b in range(1, nb):
