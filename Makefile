@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-cpu test-cuda conformance bench clean
+.PHONY: install lint typecheck test test-cpu test-cuda conformance bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,21 +19,32 @@ $(STAMP): $(PY) pyproject.toml constraints-dev.txt
 
 install: $(STAMP)
 
-# Both halves always run (the simulator must be enabled before numba is
-# imported, so they are two pytest sessions); each prints its own summary and
-# the target fails if either failed.
+# ruff over the library and the tests (conformance/ is linted by its own lane).
+lint: $(STAMP)
+	$(PY) -m ruff check nbxent tests benchmarks/bench_cuda.py
+
+# The public surface type-checks (signatures and hints of nbxent and nbxent.cuda).
+typecheck: $(STAMP)
+	$(PY) -m mypy nbxent/__init__.py nbxent/functional.py nbxent/cuda/__init__.py
+
+# Every part always runs (the simulator must be enabled before numba is imported,
+# so CPU and CUDA are two pytest sessions; the semantic suite tests/semantic runs
+# in both, on each backend); each prints its own summary and the target fails if
+# any failed.
 test: $(STAMP)
-	@cpu=0; cuda=0; \
+	@lint=0; types=0; cpu=0; cuda=0; \
+	$(MAKE) --no-print-directory lint || lint=$$?; \
+	$(MAKE) --no-print-directory typecheck || types=$$?; \
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/cuda || cpu=$$?; \
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q -p no:cacheprovider tests/cuda || cuda=$$?; \
-	echo "make test: CPU suite exit $$cpu, CUDA-simulator suite exit $$cuda"; \
-	test $$cpu -eq 0 -a $$cuda -eq 0
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q -p no:cacheprovider tests/cuda tests/semantic || cuda=$$?; \
+	echo "make test: lint exit $$lint, typecheck exit $$types, CPU suite exit $$cpu, CUDA-simulator suite exit $$cuda"; \
+	test $$lint -eq 0 -a $$types -eq 0 -a $$cpu -eq 0 -a $$cuda -eq 0
 
 test-cpu: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/cuda
 
 test-cuda: $(STAMP)
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q -p no:cacheprovider tests/cuda
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q -p no:cacheprovider tests/cuda tests/semantic
 
 conformance: $(STAMP)
 	$(PY) -m conformance run --report-dir conformance-report

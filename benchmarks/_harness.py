@@ -27,7 +27,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
-from nbxent._fastmath import exp_f32, exp_f64, log1p_f32, log_f32
+from nbxent._cpu.fastmath import exp_f32, exp_f64, log1p_f32, log_f32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -1,44 +1,54 @@
 """The campaign: candidates x losses x (catalogue, then fuzzing) -> RunResults.
 
-For every candidate a worker process is started (worker.py); for every loss it
-supports, the catalogue's named cases run first, then conformance/fuzz.py draws
-``config.max_examples`` cases (seeded with ``config.seed``) and shrinks the
-first failure. Every case is judged by one :class:`conformance.judge.Judge`,
-which also keeps the results, the findings and the progress counts. While the
-parent judges one candidate, the others' workers compile their next loss.
+For every candidate a worker process is started (worker.py). The campaign is a list
+of :class:`Plan` records, one per candidate x loss it supports: the catalogue's named
+cases run first, then conformance/fuzz.py explores ``budget`` fuzzed cases (seeded
+with ``config.seed``) without stopping at a failure; conformance/triage.py groups
+the failures into classes and shrinks one representative per class. Every case is
+evaluated by conformance/execute.py (references, calls, the judge) and kept by
+conformance/recorder.py. While the parent works on one candidate, the others'
+workers compile their next loss.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import importlib.metadata
-import os
-import platform
 import re
-import time
 from collections import Counter
+from dataclasses import dataclass, field
 
-from conformance import candidates, catalogue, strategies
-from conformance.config import CampaignConfig, ProgressCallback
-from conformance.fuzz import run_fuzz
+from conformance import candidates, catalogue, losses, strategies
+from conformance.config import CampaignConfig, CheckpointCallback, ProgressCallback
+from conformance.execute import Evaluator
+from conformance.fuzz import explore
 from conformance.judge import Judge
-from conformance.model import CandidateInfo, Case, RunResults
+from conformance.model import CHECKS, FAILING, CandidateInfo, Case, CheckResult, RunResults
+from conformance.recorder import Recorder, versions
+from conformance.references import References
+from conformance.triage import triage
 from conformance.worker import Worker
 
 #: On the CUDA simulator (~0.3 s per call) the catalogue is cut down: inputs of at most this many
 #: elements, and one reduction of each entry that exists for all three (per dtype).
 SIM_MAX_ELEMENTS = 64
+#: Warm-up calls per dtype: catalogue cases with distinct feature sets reach distinct kernels.
+WARM_UPS_PER_DTYPE = 6
 
 
-def _versions() -> dict[str, str]:
-    env = {"python": platform.python_version(), "platform": platform.platform(), "cpus": str(os.cpu_count())}
-    for pkg in ("numpy", "numba", "numba-cuda", "scipy", "torch", "mpmath", "hypothesis", "nbxent"):
-        try:
-            env[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            env[pkg] = "not installed"
-    return env
+@dataclass
+class Plan:
+    """One candidate x loss of a campaign."""
 
+    spec: str
+    worker: Worker
+    loss: str
+    feats: strategies.Features
+    budget: int                       # fuzzed examples
+    catalogue: list[Case] = field(default_factory=list)
+    simulated: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.budget + len(self.catalogue)
 
 
 def catalogue_cases(loss, feats, simulated) -> list[Case]:
@@ -56,21 +66,11 @@ def catalogue_cases(loss, feats, simulated) -> list[Case]:
         out.append(case)
     return out
 
-def run_catalogue(judge: Judge, spec: str, worker: Worker, loss: str, feats, cases: list[Case]) -> None:
-    """Judge each catalogue case on the candidate, in order."""
-    for case in cases:
-        judge.record(case, judge.evaluate(case, f"{loss}/catalogue/{case.origin}", worker, feats, spec))
-        judge.tick(f"{spec} / {loss} / catalogue")
 
-
-#: Warm-up calls per dtype: catalogue cases with distinct feature sets reach distinct kernels.
-WARM_UPS_PER_DTYPE = 6
-
-
-def _warm_up_requests(loss, feats, cat) -> list:
+def _warm_up_requests(plan: Plan) -> list:
     """Forward and backward calls on small valid catalogue cases with distinct features, per dtype."""
     out, seen, per_dtype = [], set(), Counter()
-    for case in cat:
+    for case in plan.catalogue:
         dt = str(case.arrays["input"].dtype)
         key = (dt, case.arrays["input"].ndim, frozenset(strategies.case_features(case)))
         if case.expect_error or key in seen or case.arrays["input"].size == 0 \
@@ -78,41 +78,116 @@ def _warm_up_requests(loss, feats, cat) -> list:
             continue
         seen.add(key)
         per_dtype[dt] += 1
-        out.append((loss, case.arrays, case.kwargs, False))
-        if feats.has("backward") and "grad_output" in case.arrays:
-            out.append((loss + "_backward", case.arrays, case.kwargs, True))
+        out.append((plan.loss, case.arrays, case.kwargs, False))
+        if plan.feats.has("backward") and "grad_output" in case.arrays:
+            out.append((plan.loss + "_backward", case.arrays, case.kwargs, True))
     return out
 
 
-def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = None) -> RunResults:
-    """Run every selected candidate on every selected loss; returns the results model.
+def _candidate_info(spec, probe, config, simulated) -> CandidateInfo:
+    sup = {l: probe[l]["features"] + [f"extension:{e}" for e in probe[l].get("extensions", ())]
+           for l in config.losses}
+    miss = {l: probe[l]["missing"] for l in config.losses}
+    notes = ["runs on the CUDA simulator (no GPU): small budget"] if simulated else []
+    declared = sorted({e for l in config.losses for e in probe[l].get("extensions", ())})
+    if declared:
+        notes.append("declares extensions " + ", ".join(declared))
+    if config.dtypes_requested:
+        lacking = sorted({d for l in config.losses if probe[l]["features"] for d in config.dtypes
+                          if d not in probe[l]["dtypes"]})
+        if lacking:
+            notes.append(f"{', '.join(lacking)} requested, but the candidate does not declare "
+                         f"{'it' if len(lacking) == 1 else 'them'} (CONFORMANCE['dtypes'], docs/candidates.md): "
+                         "not tested")
+    if any(probe[l].get("strict_errors") for l in config.losses):
+        notes.append("exception types checked strictly (declared)")
+    return CandidateInfo(spec, spec, sup, miss, "; ".join(notes))
 
-    Raises:
-        conformance.candidates.CandidateLoadError: a candidate cannot be imported or
-            declares an invalid CONFORMANCE dict (a setup error, not a failure).
-    """
-    t0 = time.time()
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    judge = Judge(config, progress)
-    workers = {}
-    infos = []
-    try:
-        for spec in config.candidates:      # start all workers first: their imports overlap
-            workers[spec] = Worker(spec, candidates.worker_env(spec), tuple(config.dtypes),
-                                   start_timeout_s=max(config.case_timeout_s, 60.0))
-        plans = []
+
+class _Campaign:
+    def __init__(self, config: CampaignConfig, progress, checkpoint):
+        self.config, self.checkpoint = config, checkpoint
+        self.refs = References(config.oracles)
+        self.rec = Recorder(config, progress, self.refs.findings)
+        self.evaluator = Evaluator(self.refs, Judge(config.strict_errors), config.case_timeout_s)
+
+    def run_case(self, plan: Plan, case: Case, case_id: str):
+        return self.evaluator.evaluate(case, case_id, plan.worker, plan.feats, plan.spec)
+
+    def run_plan(self, plan: Plan) -> None:
+        rec, label = self.rec, f"{plan.spec} / {plan.loss}"
+        failing = []
+        for case in plan.catalogue:
+            out = self.run_case(plan, case, f"{plan.loss}/catalogue/{case.origin}")
+            rec.tick(label + " / catalogue")
+            if out is None:
+                continue
+            j, sent = out
+            rec.record(j.results, plan.loss)
+            if any(r.status in FAILING for r in j.results):
+                failing.append((sent, j))
+                rec.keep_failed(plan.spec, plan.loss, sent, j)
+            self._note_differences(sent, j.results)
+        ex = None
+        if plan.budget > 0:
+            def on_case(j):
+                rec.cases_run[plan.loss] += 1
+                rec.failures += sum(r.status in FAILING for r in j.results)
+                rec.tick(label + " / fuzz")
+            ex = explore(lambda c, cid: self.run_case(plan, c, cid), plan.spec, plan.worker, plan.loss, plan.feats,
+                         plan.budget, self.config.seed, on_case)
+            rec.tick(label + " / fuzz", 0)
+            for sent, j in ex.failing:
+                rec.results.extend(r for r in j.results if r.status in FAILING)
+                rec.keep_failed(plan.spec, plan.loss, sent, j)
+            failing += ex.failing
+            for sent, r in ex.differs:
+                rec.results.append(r)
+                self._note_differences(sent, [r])
+            rec.results.extend(ex.other)
+        if failing:
+            classes, reps = triage(failing, plan.spec, plan.loss, lambda c, cid: self.run_case(plan, c, cid),
+                                   self.config.seed)
+            for (case, r), cls in zip(reps, classes):
+                if not any(x is r for x in rec.results):
+                    rec.results.append(r)
+                rec.reproduce(case, r)
+                cls.reproducer = r.reproducer
+            rec.classes.extend(classes)
+        if ex is not None:
+            self._fuzz_summary(plan, ex)
+        rec.diagnose(plan.spec, plan.loss)
+
+    def _note_differences(self, case, results):
+        for r in results:
+            if r.status == "torch_differs":
+                self.refs.findings.add("torch_nan_limit" if r.check == "nan_pattern" else "torch_differs", case,
+                                       f"{r.candidate}: {r.check} differs from torch but matches the exact value "
+                                       "(docs/semantics.md §14)")
+
+    def _fuzz_summary(self, plan: Plan, ex) -> None:
+        n, seed = ex.examples, self.config.seed
+        failed = {r.check for _, j in ex.failing for r in j.results if r.status in FAILING}
+        for check in CHECKS:
+            if check in ex.worst and check not in failed:
+                worst = ex.worst[check]
+                msg = f"{n} fuzzed examples (seed {seed}) passed"
+                if worst is not None:
+                    msg += f"; worst {worst.max_ulp:.3g} ulp vs the reference"
+                self.rec.results.append(CheckResult(plan.spec, plan.loss, check, "pass", f"{plan.loss}/fuzz/{seed}-all",
+                                                    {"loss": plan.loss, "origin": "fuzz", "examples": n}, msg, worst))
+        if ex.not_run:
+            self.rec.results.append(CheckResult(
+                plan.spec, plan.loss, "value", "not_run", f"{plan.loss}/fuzz/{seed}-not-run",
+                {"loss": plan.loss, "origin": "fuzz", "examples": ex.not_run},
+                f"{ex.not_run} fuzzed cases not run: {plan.loss} timed out {plan.worker.timeouts[plan.loss]} times"))
+
+    def plans(self, workers) -> list[Plan]:
+        config, out = self.config, []
         for spec, worker in workers.items():
             probe = worker.wait_ready()
             simulated = candidates.is_simulated(spec)
-            # declared extensions are listed with the supported features, so every report shows them
-            sup = {l: probe[l]["features"] + [f"extension:{e}" for e in probe[l].get("extensions", ())]
-                   for l in config.losses}
-            miss = {l: probe[l]["missing"] for l in config.losses}
-            note = "runs on the CUDA simulator (no GPU): small budget" if simulated else ""
-            declared = sorted({e for l in config.losses for e in probe[l].get("extensions", ())})
-            if declared:
-                note = "; ".join(n for n in (note, "declares extensions " + ", ".join(declared)) if n)
-            infos.append(CandidateInfo(spec, spec, sup, miss, note))
+            self.rec.candidates.append(_candidate_info(spec, probe, config, simulated))
             for loss in config.losses:
                 if not probe[loss]["features"] or not probe[loss]["dtypes"]:
                     continue
@@ -122,41 +197,63 @@ def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = Non
                                                 max_classes=min(feats.max_classes, 64))
                 budget = config.simulator_max_examples if simulated else config.max_examples
                 cat = catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
-                plans.append((spec, worker, loss, feats, budget, cat))
-        judge.total = sum(p[4] + len(p[5]) for p in plans)
-        # Loss by loss, candidate by candidate; when the parent is done with a candidate for one
-        # loss, that candidate's worker compiles its next loss (a warm-up) while the parent judges
-        # the other candidates. Warm-ups go through the same pipe, so only idle workers get them.
-        plans.sort(key=lambda p: config.losses.index(p[2]))
-        upcoming = {}
+                out.append(Plan(spec, worker, loss, feats, budget, cat, simulated))
+        # loss by loss, candidate by candidate (see _run)
+        out.sort(key=lambda p: config.losses.index(p.loss))
+        return out
+
+    def finish(self, partial: str = "") -> RunResults:
+        env = versions()
+        env.update({f"oracle_{k}": f"unavailable: {v}" for k, v in self.refs.unavailable.items()})
+        env["oracles"] = ", ".join(self.refs.oracles)
+        self.rec.environment = env
+        return self.rec.snapshot(partial)
+
+
+def run_campaign(config: CampaignConfig, progress: ProgressCallback | None = None,
+                 checkpoint: CheckpointCallback | None = None) -> RunResults:
+    """Run every selected candidate on every selected loss; returns the results model.
+
+    ``checkpoint`` gets a partial RunResults after each candidate x loss. An interruption
+    (KeyboardInterrupt, or the CLI's SIGTERM handler) stops the workers and propagates
+    with the partial results attached as ``exc.results``.
+
+    Raises:
+        conformance.candidates.CandidateLoadError: a candidate cannot be imported or
+            declares an invalid CONFORMANCE dict (a setup error, not a failure).
+        conformance.losses.UnknownLoss: a loss the registry does not know.
+    """
+    for loss in config.losses:
+        losses.get(loss)
+    camp = _Campaign(config, progress, checkpoint)
+    workers = {}
+    try:
+        for spec in config.candidates:      # start all workers first: their imports overlap
+            workers[spec] = Worker(spec, candidates.worker_env(spec), tuple(config.dtypes),
+                                   start_timeout_s=max(config.case_timeout_s, 60.0))
+        plans = camp.plans(workers)
+        camp.rec.plan(sum(p.size for p in plans))
+        # When the parent is done with a candidate for one loss, that candidate's worker compiles its
+        # next loss (a warm-up) while the parent judges the other candidates. Warm-ups go through the
+        # same pipe, so only idle workers get them.
+        upcoming: dict[str, list[int]] = {}
         for i, p in enumerate(plans):
-            upcoming.setdefault(p[0], []).append(i)
+            upcoming.setdefault(p.spec, []).append(i)
         for idx in upcoming.values():
-            _, worker, loss, feats, _, cat = plans[idx[0]]
-            worker.warm_up(_warm_up_requests(loss, feats, cat))
-        for i, (spec, worker, loss, feats, budget, cat) in enumerate(plans):
-            run_catalogue(judge, spec, worker, loss, feats, cat)
-            if budget > 0:
-                run_fuzz(judge, spec, worker, loss, feats, budget)
-            later = [j for j in upcoming[spec] if j > i]
+            plans[idx[0]].worker.warm_up(_warm_up_requests(plans[idx[0]]))
+        for i, plan in enumerate(plans):
+            camp.run_plan(plan)
+            later = [j for j in upcoming[plan.spec] if j > i]
             if later:
-                _, _, nloss, nfeats, _, ncat = plans[later[0]]
-                worker.warm_up(_warm_up_requests(nloss, nfeats, ncat))
+                plan.worker.warm_up(_warm_up_requests(plans[later[0]]))
+            if checkpoint is not None and i + 1 < len(plans):
+                checkpoint(camp.finish(partial=f"running: {i + 1} of {len(plans)} candidate x loss done"))
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or type(exc).__name__ == "Interrupted":
+            exc.results = camp.finish(partial=f"interrupted ({type(exc).__name__}) after "
+                                              f"{camp.rec.done} of {camp.rec.total} units of work")
+        raise
     finally:
         for w in workers.values():
             w.close()
-    env = _versions()
-    env.update({f"oracle_{k}": f"unavailable: {v}" for k, v in judge.unavailable.items()})
-    env["oracles"] = ", ".join(judge.oracles)
-    findings = []
-    for f, count in judge.findings.values():
-        if count > 1:
-            f.message += f" (seen in {count} cases)"
-        findings.append(f)
-    return RunResults(
-        seed=config.seed, started=started,
-        finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        duration_s=round(time.time() - t0, 3),
-        config={k: getattr(config, k) for k in config.__dataclass_fields__},
-        environment=env, candidates=infos, results=judge.results, findings=findings,
-        cases_run=dict(judge.cases_run))
+    return camp.finish()

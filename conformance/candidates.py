@@ -15,6 +15,8 @@ optional ``CONFORMANCE`` declaration (docs/candidates.md):
         "reductions": ["mean", "sum", "none"],
         "exclude": ["nonfinite"],              # features it does not support, for every loss
         "extensions": ["any_int_target"],      # inputs torch rejects that it accepts (extensions.py)
+        "strict_errors": True,                 # an invalid input must raise torch's exception *type*
+        "array_type": "numpy",                 # what the functions are given: "numpy", "torch" or "jax"
         "losses": {"cross_entropy": {"exclude": ["prob_target"]}},   # the same keys per loss
     }
 
@@ -30,28 +32,25 @@ import os
 import shutil
 import sys
 
+from conformance import losses as _registry
 from conformance.extensions import EXTENSION_LOSSES, EXTENSIONS
 
-LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+LOSSES = _registry.LOSSES
 #: Built-in specs -> the module holding the functions and the CONFORMANCE declaration. nbxent's
 #: backends are re-exported unchanged by small adapter modules that carry their declarations.
 BUILTIN = {"nbxent": "conformance.nbxent_candidate", "nbxent.cuda": "conformance.nbxent_cuda_candidate",
            "torch": "conformance.torch_candidate"}
 
-#: Feature names a candidate can support per loss (docs/candidates.md has one line on each).
-KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight")
-LOSS_FEATURES = {
-    "cross_entropy": ("reduction", "weight", "ignore_index", "label_smoothing", "backward", "prob_target",
-                      "unbatched", "spatial", "empty", "nonfinite", "noncontiguous", "large_classes", "errors"),
-    "nll_loss": ("reduction", "weight", "ignore_index", "backward", "unbatched", "spatial", "empty",
-                 "nonfinite", "noncontiguous", "large_classes", "errors"),
-    "binary_cross_entropy": ("reduction", "weight", "backward", "empty", "noncontiguous", "errors"),
-    "binary_cross_entropy_with_logits": ("reduction", "weight", "pos_weight", "backward", "empty", "nonfinite",
-                                         "noncontiguous", "errors"),
-}
-_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "extensions", "losses"}
+#: Feature names a candidate can support per loss (docs/candidates.md has one line on each); from the registry.
+KEYWORD_FEATURES = _registry.KEYWORD_FEATURES
+LOSS_FEATURES = {spec.name: spec.features for spec in _registry.all_specs()}
+_DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "extensions", "losses",
+              "strict_errors", "array_type"}
+#: Array types a candidate can ask for; results of any type come back through ``np.asarray``.
+ARRAY_TYPES = ("numpy", "torch", "jax")
 _DTYPES = ("float16", "float32", "float64")
-_REDUCTIONS = ("mean", "sum", "none")
+#: Reductions torch accepts ('elementwise_mean' is its deprecated alias of 'mean', docs/semantics.md §3).
+_REDUCTIONS = ("mean", "sum", "none", "elementwise_mean")
 
 
 class CandidateLoadError(ImportError):
@@ -121,6 +120,8 @@ def _check_decl(decl, where: str) -> None:
     for e in decl.get("extensions", ()):
         if e not in EXTENSIONS:
             raise CandidateLoadError(f"{where}: CONFORMANCE extension {e!r} unknown; known: {sorted(EXTENSIONS)}")
+    if decl.get("array_type", "numpy") not in ARRAY_TYPES:
+        raise CandidateLoadError(f"{where}: CONFORMANCE array_type {decl['array_type']!r} not one of {ARRAY_TYPES}")
     for loss, sub in decl.get("losses", {}).items():
         if loss not in LOSSES:
             raise CandidateLoadError(f"{where}: CONFORMANCE loss {loss!r} not one of {LOSSES}")
@@ -144,7 +145,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
         fn = getattr(obj, loss, None)
         if not callable(fn):
             out[loss] = {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                         "max_classes": 0, "reductions": [], "extensions": []}
+                         "max_classes": 0, "reductions": [], "extensions": [], "strict_errors": False}
             continue
         sub = {**{k: v for k, v in decl.items() if k != "losses"}, **decl.get("losses", {}).get(loss, {})}
         excluded = set(decl.get("exclude", ())) | set(sub.get("exclude", ()))
@@ -168,6 +169,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
             "max_classes": int(sub.get("max_classes", 100_000)),
             "reductions": reds,
             "extensions": [e for e in EXTENSIONS if e in sub.get("extensions", ()) and loss in EXTENSION_LOSSES[e]],
+            "strict_errors": bool(sub.get("strict_errors", False)),
         }
     return out
 
@@ -182,10 +184,16 @@ def worker_env(spec: str) -> dict[str, str]:
 
     ``nbxent.cuda`` runs on the CUDA simulator when no GPU is present; the
     variable must be set before Numba is first imported, so only the worker sets it.
+    ``JAX_ENABLE_X64=1`` (unless the user set it) makes a JAX candidate compute float64
+    inputs in float64; JAX's default silently computes them in float32.
     """
+    env = {}
     if spec == "nbxent.cuda" and not has_gpu() and "NUMBA_ENABLE_CUDASIM" not in os.environ:
-        return {"NUMBA_ENABLE_CUDASIM": "1"}
-    return {}
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "JAX_ENABLE_X64" not in os.environ:
+        # JAX computes in float32 unless told otherwise, even on float64 inputs (docs/candidates.md)
+        env["JAX_ENABLE_X64"] = "1"
+    return env
 
 
 def is_simulated(spec: str) -> bool:

@@ -2,25 +2,33 @@
 
     nbxent-conformance run [--candidate SPEC ...] [--loss NAME ...] [--oracle NAME ...]
                            [--dtype NAME ...] [--max-examples N] [--seed S] [--report-dir DIR]
+                           [--strict-errors]
     nbxent-conformance list-candidates
     nbxent-conformance report REPORT_JSON [--report-dir DIR]
+    nbxent-conformance profile --candidate SPEC [SPEC ...] [--json]
 
 Exit status: 0 every check passed; 1 at least one conformance failure (fail,
 error, crash or timeout); 2 usage or setup error (bad option, a candidate that
 cannot be found, an unknown loss, a report directory that cannot be written,
-nothing to check, or an internal error of the harness, whose traceback is printed).
+nothing to check, an interrupted run without failures so far, or an internal error of
+the harness, whose traceback is printed). A run that exits 2 never writes a PASS report.
+
+Reports are rewritten after every candidate x loss (marked partial until the run
+ends) and on SIGINT / SIGTERM, so a CI job killed by its own timeout keeps them.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import traceback
 from typing import Sequence
 
-from conformance import candidates
+from conformance import candidates, losses
 from conformance.config import BUILTIN_CANDIDATES, DTYPES, ORACLES, CampaignConfig
 from conformance.model import LOSSES
 
@@ -105,9 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-catalogue", action="store_true",
                      help="fuzzed cases only; skip the catalogue of hand-picked edge cases")
     run.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    run.add_argument("--strict-errors", action="store_true",
+                     help="an invalid input must raise torch's exception type; by default any exception passes "
+                          "and another type is reported as a difference (nbxent's candidates are always strict)")
 
     sub.add_parser("list-candidates", help="explain candidates and list the built-in ones",
                    epilog=CANDIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    prof = sub.add_parser("profile", help="what each candidate does, axis by axis, beside torch (docs/conventions.md)")
+    prof.add_argument("--candidate", "-c", dest="candidates", action="extend", nargs="+", metavar="SPEC", required=True,
+                      help="implementation to profile (repeatable; see list-candidates)")
+    prof.add_argument("--json", action="store_true", help="print the profile as JSON instead of a table")
 
     rep = sub.add_parser("report", help="re-render junit.xml, summary.md and the console summary from a report.json")
     rep.add_argument("report_json", metavar="REPORT_JSON")
@@ -147,24 +163,47 @@ def check_report_dir(path: str) -> str | None:
     return None
 
 
-def _run_campaign(config: CampaignConfig, progress):
+def _run_campaign(config: CampaignConfig, progress, checkpoint=None):
     """The engine entry point (an indirection so tests can replace the engine)."""
     from conformance.engine import run_campaign
 
-    return run_campaign(config, progress)
+    return run_campaign(config, progress, checkpoint)
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by the SIGTERM handler: the run stops and writes partial reports."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+#: What a previous run wrote into a report directory (removed before a new run writes there).
+_REPORT_FILES = ("report.json", "junit.xml", "summary.md")
+
+
+def clean_report_dir(path: str) -> None:
+    """Remove the reports and reproducers of an earlier run (nothing else in the directory)."""
+    shutil.rmtree(os.path.join(path, "reproducers"), ignore_errors=True)
+    for name in _REPORT_FILES:
+        try:
+            os.remove(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
 
 
 #: What the engine raises for a setup problem: a candidate that cannot be imported or
 #: declares nonsense (candidates.CandidateLoadError), an oracle whose library is missing
 #: (oracles.OracleUnavailable); both are ImportErrors.
-_SETUP_ERRORS = (ImportError, FileNotFoundError)
+_SETUP_ERRORS = (ImportError, FileNotFoundError, losses.UnknownLoss)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance import reports
 
     config = CampaignConfig(max_examples=args.max_examples, seed=args.seed, report_dir=args.report_dir,
-                            case_timeout_s=args.case_timeout, run_catalogue=not args.no_catalogue)
+                            case_timeout_s=args.case_timeout, run_catalogue=not args.no_catalogue,
+                            strict_errors=args.strict_errors, dtypes_requested=bool(args.dtypes))
     for attr in ("candidates", "losses", "oracles", "dtypes"):
         given = getattr(args, attr)
         if given:
@@ -179,22 +218,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"nbxent-conformance: error: report directory not writable: {why}", file=sys.stderr)
         return EXIT_USAGE
 
+    clean_report_dir(config.report_dir)
     bar = None if args.no_progress else reports.ProgressBar(sys.stderr)
+
+    def checkpoint(partial_results):
+        reports.write_reports(partial_results, config.report_dir)
+
+    old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        results = _run_campaign(config, bar)
+        results = _run_campaign(config, bar, checkpoint)
     except _SETUP_ERRORS as exc:
         msg = str(exc)
         if not msg.startswith(type(exc).__name__):
             msg = f"{type(exc).__name__}: {msg}"
         print(f"nbxent-conformance: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except (KeyboardInterrupt, Interrupted) as exc:
+        if bar is not None:
+            bar.close()
+        partial = getattr(exc, "results", None)
+        print(f"nbxent-conformance: interrupted ({exc or type(exc).__name__})", file=sys.stderr)
+        if partial is None:
+            return EXIT_USAGE
+        paths = reports.write_reports(partial, config.report_dir)
+        reports.print_summary(partial, paths)
+        return EXIT_FAIL if partial.failed else EXIT_USAGE
     finally:
+        signal.signal(signal.SIGTERM, old_handler)
         if bar is not None:
             bar.close()
     if not results.results:
         print("nbxent-conformance: error: nothing was checked (no candidate implements any selected loss)",
               file=sys.stderr)
-        reports.write_reports(results, config.report_dir)
+        reports.write_reports(results, config.report_dir)      # verdict 'empty': never a PASS
         return EXIT_USAGE
     paths = reports.write_reports(results, config.report_dir)
     reports.print_summary(results, paths)
@@ -236,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:                 # --help exits 0, a usage error 2
         return int(exc.code or 0)
-    handlers = {"run": cmd_run, "list-candidates": cmd_list_candidates, "report": cmd_report}
+    handlers = {"run": cmd_run, "list-candidates": cmd_list_candidates, "report": cmd_report,
+                "profile": lambda a: __import__("conformance.profile").profile.main(a.candidates, a.json)}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -83,3 +83,18 @@ def compare(got, want, tol, dtype, tolerance_desc: str = "") -> Comparison:
             allowed = float(tol[idx]) if want.ndim else float(tol)
             m.tolerance = f"{tolerance_desc}; allowed {allowed:.3e} at the worst element"
     return Comparison(m, int(pattern_bad.sum()), examples)
+
+
+def element_ok(got, want, tol) -> np.ndarray:
+    """Per element: ``got`` matches ``want`` (the same NaN/inf, or finite and within ``tol``).
+
+    The per-element form of :func:`compare`'s verdict, for references that may be met
+    element by element (torch's value here, the exact limit there).
+    """
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
+    with np.errstate(all="ignore"):
+        close = np.isfinite(got) & np.isfinite(want) & (np.abs(got - want) <= tol)
+    nonfinite_same = (np.isnan(got) & np.isnan(want)) | (np.isinf(got) & (got == want))
+    return close | nonfinite_same

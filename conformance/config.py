@@ -24,6 +24,8 @@ class CampaignConfig:
     case_timeout_s: float = 120.0    # per call in a worker (first calls include JIT compilation)
     simulator_max_examples: int = 6  # budget for candidates running on the CUDA simulator
     run_catalogue: bool = True
+    strict_errors: bool = False      # an invalid input must raise torch's exception type (not just raise)
+    dtypes_requested: bool = False   # the user named the dtypes (a candidate lacking one is told so)
 
 
 @dataclass
@@ -35,3 +37,6 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+#: Called with a RunResults snapshot (marked partial) after each candidate x loss, so a killed
+#: campaign leaves reports behind.
+CheckpointCallback = Callable[[object], None]

@@ -49,7 +49,7 @@ def canonical(loss: str, arrays: dict, extensions) -> tuple[dict, list[str]]:
         return out, used
     x, t, w = arrays["input"], arrays["target"], arrays.get("weight")
     if "any_int_target" in extensions and np.issubdtype(t.dtype, np.integer) and t.dtype != np.int64:
-        # uint8 is legal in torch for 1-D/2-D inputs only (spec 2.2); as int64 it means the same classes
+        # uint8 is legal in torch for 1-D/2-D inputs only (docs/semantics.md §2.2); as int64 it means the same classes
         out["target"] = t.astype(np.int64)
         used.append("any_int_target")
     if "any_float_weight" in extensions and w is not None and np.issubdtype(w.dtype, np.floating) \

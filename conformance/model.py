@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+from conformance.losses import LOSSES  # noqa: E402  (re-exported: the registry is the one list)
 
 #: What a single check can conclude.
 #: pass           within tolerance of the exact value (or raised as it should)
@@ -20,8 +20,11 @@ LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_ent
 #: crash          the candidate's worker process died (segfault, abort, os._exit)
 #: timeout        the candidate did not answer within the per-case limit
 #: torch_differs  the candidate differs from torch but agrees with the exact (mpmath)
-#:                value where torch does not (spec section 14); not a failure
-STATUSES = ("pass", "fail", "error", "crash", "timeout", "torch_differs")
+#:                value where torch does not (docs/semantics.md §14); not a failure
+#: error_type_differs  an invalid input raised, but another exception type than torch's
+#:                (a failure only with --strict-errors or a strict candidate)
+#: not_run        not called: the function had timed out too often (conformance/worker.py)
+STATUSES = ("pass", "fail", "error", "crash", "timeout", "torch_differs", "error_type_differs", "not_run")
 FAILING = frozenset({"fail", "error", "crash", "timeout"})
 
 #: The checks made per case.
@@ -81,6 +84,8 @@ class CheckResult:
     error: ErrorMeasure | None = None
     reproducer: str | None = None          # directory holding case.npz and repro.py
     oracle: str = ""                       # which oracle produced the reference
+    output: str = ""                       # the tail of what the candidate printed during the case
+    class_id: str = ""                     # the FailureClass a failing result belongs to
 
 
 @dataclass
@@ -93,6 +98,35 @@ class Finding:
     message: str
     case: dict[str, Any] = field(default_factory=dict)
     reproducer: str | None = None
+
+
+@dataclass
+class FailureClass:
+    """Failing cases that look like one bug: the same check, status and features that matter.
+
+    ``signature`` names those features (option set and region, e.g. ``weight``,
+    ``reduction=mean``, ``ignored_rows``, ``huge_logits``); ``dtypes`` lists the
+    dtypes it was seen in (float32/float64 pairs are one class). The representative is
+    the smallest case found, shrunk where it came from fuzzing.
+    """
+
+    class_id: str                          # stable within a run, e.g. 'nbxent/cross_entropy/3'
+    candidate: str
+    loss: str
+    check: str
+    status: str                            # 'fail' | 'error' | 'crash' | 'timeout'
+    kind: str                              # 'numeric' | 'exception' | 'robustness'
+    signature: list[str]
+    dtypes: list[str]
+    count: int                             # failing cases in the class
+    case_id: str                           # the representative's case id
+    case: dict[str, Any]                   # its Case.describe()
+    message: str = ""
+    error: ErrorMeasure | None = None
+    reproducer: str | None = None
+    shrunk: bool = False
+    shrink_calls: int = 0
+    hint: str = ""                         # e.g. the CONFORMANCE exclude that would declare a missing feature
 
 
 @dataclass
@@ -116,10 +150,23 @@ class RunResults:
     results: list[CheckResult]
     findings: list[Finding] = field(default_factory=list)
     cases_run: dict[str, int] = field(default_factory=dict)   # loss -> number of cases
+    classes: list[FailureClass] = field(default_factory=list)
+    #: per candidate x loss: {"candidate", "loss", "diagnoses": [{"id", "summary", "explains", "of"}]}
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
+    partial: str = ""                      # why the run stopped early ('' for a complete run)
 
     @property
     def failed(self) -> bool:
         return any(r.status in FAILING for r in self.results)
+
+    @property
+    def verdict(self) -> str:
+        """'fail', 'partial' (stopped early, nothing failed so far), 'empty' (nothing checked) or 'pass'."""
+        if self.failed:
+            return "fail"
+        if self.partial:
+            return "partial"
+        return "pass" if self.results else "empty"
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))

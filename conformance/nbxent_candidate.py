@@ -24,6 +24,8 @@ from nbxent import (
 NBXENT_CONFORMANCE = {
     "dtypes": ["float16", "float32", "float64"],
     "extensions": ["any_int_target", "any_float_weight"],
+    # nbxent promises torch's exception types, not only an exception (README): checked strictly
+    "strict_errors": True,
 }
 CONFORMANCE = NBXENT_CONFORMANCE
 

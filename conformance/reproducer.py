@@ -1,10 +1,14 @@
 """Reproducers: a failing case as ``case.npz`` plus a short ``repro.py`` a person can run and paste.
 
 ``repro.py`` is written out in full (no harness indirection for the call under
-test): it loads the arrays, imports the candidate as its spec names it, calls
-the loss (or its gradient) with the case's keywords, asks the named oracle of
-``conformance.oracles`` for the reference, and prints both at full precision
-with the max abs/rel error, the worst element and the NaN mismatches.
+test): it loads and prints the arrays, imports the candidate as its spec names
+it, calls the loss (or its gradient) with the case's keywords, asks the named
+oracle of ``conformance.oracles`` for the reference, and prints both at full
+precision with the tolerance that applies and the element that exceeds it most
+(measured by the harness's own ``compare``), plus the NaN/inf mismatches.
+
+``torch_repro.py`` runs the same call on ``torch.nn.functional`` alone (NumPy and
+torch, no harness, the arrays inline when small), to paste into an upstream issue.
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def _literal(v: Any) -> str:
 
 
 def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, report_dir: str,
-                     oracle: str = "scipy", extensions: tuple[str, ...] = ()) -> str:
+                     oracle: str = "scipy", extensions: tuple[str, ...] = (), result=None) -> str:
     """Save ``case`` and a runnable ``repro.py`` for one failing check; returns the directory.
 
     Args:
@@ -88,7 +92,55 @@ def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, 
                if v.ndim >= 1 and v.size > 1 and not (v.flags.c_contiguous or v.flags.f_contiguous)]
     with open(os.path.join(out, "repro.py"), "w", encoding="utf-8") as f:
         f.write(render_repro(case, candidate_spec, check, case_id, oracle, strided, extensions))
+    with open(os.path.join(out, "torch_repro.py"), "w", encoding="utf-8") as f:
+        f.write(render_torch_repro(case, check, case_id))
     return out
+
+
+#: Arrays up to this many elements are written inline in torch_repro.py.
+INLINE_ELEMENTS = 200
+
+
+def _array_literal(name: str, a: np.ndarray) -> str:
+    if a.size <= INLINE_ELEMENTS:
+        body = np.array2string(np.asarray(a), separator=", ", floatmode="unique", threshold=10**6,
+                               max_line_width=110)
+        return f"{name} = np.array({body}, dtype=np.{a.dtype})"
+    return f'{name} = np.load(os.path.join(HERE, "case.npz"))["{name}"]   # {a.dtype} {tuple(a.shape)}'
+
+
+def render_torch_repro(case: Case, check: str, case_id: str) -> str:
+    """The text of ``torch_repro.py``: the case on torch.nn.functional alone."""
+    grad = check == "grad_input"
+    arrays = {k: np.ascontiguousarray(v) if np.ndim(v) else np.asarray(v) for k, v in case.arrays.items()}
+    lines = [
+        f'"""torch {torch_version()} on case {case_id!r} ({case.loss}{", gradient" if grad else ""}): '
+        'no harness, only NumPy and torch."""',
+        "import os", "", "import numpy as np", "import torch", "import torch.nn.functional as F", "",
+        "HERE = os.path.dirname(os.path.abspath(__file__))",
+        'inf, nan = float("inf"), float("nan")',
+        "torch.set_printoptions(precision=17)", "",
+    ]
+    for name, a in arrays.items():
+        if name == "grad_output" and not grad:
+            continue
+        lines.append(_array_literal(name, a))
+    kw = [f"{k}={_literal(v)}" for k, v in case.kwargs.items()]
+    kw += [f"{k}=torch.from_numpy({k})" for k in _KEYWORD_ARRAYS if k in arrays]
+    lines += ["", "x = torch.from_numpy(input)" + (".requires_grad_(True)" if grad else ""),
+              f"out = F.{case.loss}(x, torch.from_numpy(target){', ' if kw else ''}{', '.join(kw)})",
+              'print("loss:", out)']
+    if grad:
+        lines += ["out.backward(torch.from_numpy(grad_output))", 'print("grad:", x.grad)']
+    return "\n".join(lines) + "\n"
+
+
+def torch_version() -> str:
+    try:
+        import importlib.metadata
+        return importlib.metadata.version("torch")
+    except Exception:
+        return "(version unknown)"
 
 
 def _load_lines(case: Case, strided: list[str]) -> list[str]:
@@ -186,6 +238,33 @@ def _reference_lines(case: Case, oracle: str, grad: bool, extensions: tuple[str,
     ]
 
 
+def _tolerance_lines(case: Case, grad: bool, oracle: str) -> list[str]:
+    kind = "grad" if grad else "value"
+    dtype = "str(input.dtype)" if grad else "ref.dtype or str(got.dtype)"
+    return [
+        "if got is not None and want is not None and got.shape == want.shape and got.size:",
+        "    # the harness's own tolerance and comparison (conformance/tolerances.py, conformance/compare.py)",
+        "    from conformance.compare import compare",
+        "    from conformance.tolerances import tolerance",
+        f"    tol, desc = tolerance(case, {kind!r}, {dtype}, ref_exact={oracle == 'mpmath'!r})",
+        f"    c = compare(got, want, tol, {dtype}, desc)",
+        '    print("tolerance:", desc)',
+        '    print(f"{c.measure.n_bad} of {c.measure.n_total} elements outside the tolerance")',
+        '    print(f"max abs error: {c.measure.max_abs!r}")',
+        '    print(f"max rel error: {c.measure.max_rel!r}")',
+        "    i = tuple(c.measure.worst_index)",
+        "    allowed = float(np.broadcast_to(tol, want.shape)[i])",
+        '    what = "the element most beyond its tolerance" if c.measure.n_bad else "the worst element (within tolerance)"',
+        '    print(f"{what}: index {list(i)}: got {got[i]!s}, want {float(want[i])!r}, "',
+        '          f"error {abs(float(got[i]) - float(want[i]))!r}, allowed {allowed!r}")',
+        '    print(f"NaN mismatches: {c.n_pattern_bad} of {got.size}")',
+        "    for line in c.pattern_examples:",
+        '        print("    NaN/inf mismatch", line)',
+        "elif got is not None and want is not None:",
+        '    print(f"shape mismatch: got {got.shape}, want {want.shape}")',
+    ]
+
+
 def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, strided: list[str] = (),
                  extensions: tuple[str, ...] = ()) -> str:
     """The text of ``repro.py`` (see ``write_reproducer``)."""
@@ -219,7 +298,11 @@ def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, s
         'np.set_printoptions(floatmode="unique", linewidth=120)   # every digit the dtype holds',
         "",
     ]
-    body = _load_lines(case, list(strided)) + ["", f"# The candidate ({spec!r})", "try:"]
+    body = _load_lines(case, list(strided)) + [
+        "for _name in data.files:",
+        '    print(f"{_name} =", repr(globals()[_name]))',
+        'print("kwargs =", kwargs)',
+        "", f"# The candidate ({spec!r})", "try:"]
     if simulated:
         call = call[:1] + [f"candidate.set_threads_per_block({SIMULATOR_THREADS_PER_BLOCK})   "
                            "# the block size the harness's worker uses on the simulator"] + call[1:]
@@ -230,20 +313,5 @@ def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, s
         '    print(f"candidate raised {type(exc).__name__}: {exc}")',
         "",
     ] + _reference_lines(case, oracle, grad, tuple(extensions)) + [
-        "if got is not None and want is not None and got.shape == want.shape and got.size:",
-        "    g, w = got.astype(np.float64), want.astype(np.float64)",
-        "    with np.errstate(all='ignore'):",
-        "        both = (np.isnan(g) & np.isnan(w)) | (g == w)               # NaN where NaN is due, equal infinities",
-        "        abs_err = np.where(both, 0.0, np.abs(g - w))",
-        "        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)      # NaN on one side only: worst",
-        "        rel_err = np.where(abs_err == 0, 0.0,",
-        "                           np.where(np.isfinite(w) & (w != 0), abs_err / np.abs(w), np.inf))",
-        "    i = np.unravel_index(np.argmax(abs_err), abs_err.shape)",
-        '    print(f"max abs error: {float(abs_err.max())!r} at index {tuple(int(k) for k in i)}: '
-        'got {got[i]!s}, want {float(w[i])!r}")',
-        '    print(f"max rel error: {float(rel_err.max())!r}")',
-        '    print(f"NaN mismatches: {int(np.sum(np.isnan(g) != np.isnan(w)))} of {g.size}")',
-        "elif got is not None and want is not None:",
-        '    print(f"shape mismatch: got {got.shape}, want {want.shape}")',
-    ]
+    ] + _tolerance_lines(case, grad, oracle)
     return "\n".join(head + body) + "\n"

@@ -7,7 +7,7 @@ error of each output element is
           + tiny(dtype)                             [flush-to-zero; float16: see below]
 
 where ``E`` and ``Q`` are computed from the case in float64 and measured in
-units of eps (spec 13: bound the error by the size of the terms combined, not
+units of eps (docs/semantics.md §13: bound the error by the size of the terms combined, not
 by the size of the result):
 
 * ``E``, elementwise rounding: the magnitudes of the terms an output element
@@ -28,14 +28,14 @@ The ``tiny`` term (the smallest normal number) lets a result in the subnormal
 range be flushed to zero, as SIMD exp/log libraries do (torch float32 turns a
 softmax of 7.5e-44 into 0). float16 is different: its results are computed in
 float32 (nbxent, torch's log_softmax) or per operation in float32 and rounded to
-half (torch's NLL cascade and BCE, spec 2.7/7.4), and a float32 -> float16
+half (torch's NLL cascade and BCE, docs/semantics.md §2.7/§7.4), and a float32 -> float16
 conversion keeps half subnormals; nothing flushes at float16's tiny (6.1e-5,
 which would accept 0 for any loss below it). There a rounding that lands in the
 subnormal range is absolute, at most half a subnormal spacing, so the floor is
 ``k_elem`` such roundings: ``k_elem * smallest_subnormal / 2`` (2.4e-7 for k_elem = 8).
 
 float16 entries (k_elem = 8, k_sum = 2): eps16 = 2**-10 makes the summation bound Q of a
-serial half cascade (torch, spec 2.7) dominate; candidates that compute in float32 and
+serial half cascade (torch, docs/semantics.md §2.7) dominate; candidates that compute in float32 and
 round once (nbxent) sit far inside. Inputs for float16 are drawn at scales that keep every
 loss and sum finite in half (strategies.py), so no overflow is judged here.
 
@@ -68,7 +68,7 @@ class Policy:
 
 
 _W_ELEM = ("4 roundings per term: exp/log/log1p from libm or SLEEF are within 1-3 ulp "
-           "(spec 2.7 measured 2-3 ulp for torch's log_sigmoid/log_softmax), plus the subtraction")
+           "(docs/semantics.md §2.7 measured 2-3 ulp for torch's log_sigmoid/log_softmax), plus the subtraction")
 _W_SUM = "summation bound Q taken at face value: it is already a worst-case (Higham) bound"
 
 #: (loss, kind, dtype) -> Policy. kind is 'value' or 'grad'.
@@ -78,10 +78,10 @@ for _loss in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross
         for _dt in ("float32", "float64"):
             POLICY[(_loss, _kind, _dt)] = Policy(4.0, 1.0, f"{_W_ELEM}; {_W_SUM}")
         # float16 is only tested for candidates that declare it. Most compute in float32 and round
-        # once, but torch itself rounds every add of the NLL cascade to half (spec 2.7), so a
+        # once, but torch itself rounds every add of the NLL cascade to half (docs/semantics.md §2.7), so a
         # half-precision cascade must pass: 8 roundings per term and twice the summation bound.
-        POLICY[(_loss, _kind, "float16")] = Policy(8.0, 2.0, "half: per-op rounding to float16 (spec 2.7, 7.4)")
-# NLL only gathers, multiplies by the weight and sums: one rounding per term (spec 10.1: bit-exact in torch).
+        POLICY[(_loss, _kind, "float16")] = Policy(8.0, 2.0, "half: per-op rounding to float16 (docs/semantics.md §2.7, §7.4)")
+# NLL only gathers, multiplies by the weight and sums: one rounding per term (docs/semantics.md §10.1: bit-exact in torch).
 for _dt in ("float32", "float64"):
     POLICY[("nll_loss", "value", _dt)] = Policy(1.0, 1.0, "gather * weight is one rounding; sums bounded by Q")
     POLICY[("nll_loss", "grad", _dt)] = Policy(2.0, 1.0, "-g*w/W: two roundings, W bounded by Q")
@@ -131,7 +131,8 @@ def _rows_stats(xr):
     return xf, a, lp, sm
 
 
-def _class_units(case, kind):
+def class_units(case, kind):
+    """(E, Q) of a cross_entropy / nll_loss output (see the module docstring)."""
     arrays, kw = case.arrays, case.kwargs
     x = arrays["input"]
     xr = to_rows(x)
@@ -210,7 +211,8 @@ def _class_units(case, kind):
     return from_rows(E, x.shape), from_rows(Q, x.shape)
 
 
-def _elementwise_units(case, kind):
+def elementwise_units(case, kind):
+    """(E, Q) of a binary_cross_entropy(_with_logits) output."""
     arrays, red = case.arrays, case.kwargs.get("reduction", "mean")
     x = _finite(np.asarray(arrays["input"], dtype=np.float64))
     y = _finite(np.asarray(arrays["target"], dtype=np.float64))
@@ -245,10 +247,9 @@ def _elementwise_units(case, kind):
 
 def units(case, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(E, Q) for the case's ``kind`` output ('value' or 'grad'), in units of eps, output-shaped."""
+    from conformance import losses
     with np.errstate(all="ignore"):
-        if case.loss in ("cross_entropy", "nll_loss"):
-            return _class_units(case, kind)
-        return _elementwise_units(case, kind)
+        return losses.get(case.loss).entry("units")(case, kind)
 
 
 def tolerance(case, kind: str, dtype: str, ref_exact: bool = False) -> tuple[np.ndarray, str]:

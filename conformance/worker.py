@@ -8,8 +8,17 @@ never imports the candidate. Per call:
 * the candidate returns      -> ``Outcome('ok', value)``
 * the candidate raises       -> ``Outcome('raised', exc_type=..., message=...)``
 * the process dies           -> ``Outcome('crash')`` (segfault, abort, ``os._exit``); restarted
-* no answer in ``timeout_s`` -> ``Outcome('timeout')``; killed and restarted
+* no answer in ``timeout_s`` -> ``Outcome('timeout')``; killed and restarted; after
+  ``max_timeouts`` timeouts of one function, later calls of it are not made
+  (``Outcome('not_run')``): a hanging function costs a few timeouts, not one per case
+* a return value that cannot be converted or sent back -> ``Outcome('bad_return')``, named
 
+``SystemExit`` and other ``BaseException`` raised by the candidate are reported as
+raised (``Outcome.is_exception`` is False for them: they never count as the error an
+invalid input must raise). The candidate's stdout and stderr (file descriptors 1 and 2,
+so C extensions are captured too) go to a file per worker; each Outcome carries the
+last :data:`OUTPUT_TAIL` characters written during the call. The worker exits when the
+parent process disappears, so a killed campaign leaves no hung workers behind.
 The worker also reports any input array the candidate modified in place.
 """
 from __future__ import annotations
@@ -17,8 +26,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
+import tempfile
+import threading
+import time
 import traceback
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,15 +43,33 @@ _ARRAY_KEYWORDS = ("weight", "pos_weight")
 #: Block size asked of a candidate on the CUDA simulator (measured: a CE call on a (4, 5) input
 #: takes 3.1 s at nbxent.cuda's default of 256 threads, 0.35 s at 16).
 SIMULATOR_THREADS_PER_BLOCK = 16
+#: Characters of the candidate's own output kept per call.
+OUTPUT_TAIL = 2000
+#: Timeouts of one function after which it is not called again.
+MAX_TIMEOUTS = 2
 
 
 @dataclass
 class Outcome:
-    status: str                          # 'ok' | 'raised' | 'crash' | 'timeout'
+    status: str                          # 'ok' | 'raised' | 'crash' | 'timeout' | 'not_run' | 'bad_return'
     value: np.ndarray | None = None
     exc_type: str = ""
     message: str = ""
     modified: list[str] = field(default_factory=list)
+    is_exception: bool = True            # False for SystemExit and other BaseExceptions
+    output: str = ""                     # the tail of what the candidate printed during the call
+    output_chars: int = 0                # how much it printed in all
+
+
+def _converter(array_type: str):
+    """A function turning a NumPy array into the candidate's array type (candidates.ARRAY_TYPES)."""
+    if array_type == "torch":
+        import torch
+        return lambda a: torch.from_numpy(np.asarray(a))
+    if array_type == "jax":
+        import jax.numpy as jnp        # JAX_ENABLE_X64 is set before the candidate is imported (worker_env)
+        return lambda a: jnp.asarray(a)
+    return lambda a: a
 
 
 def _to_numpy(res):
@@ -70,12 +102,60 @@ def _relayout(arrays: dict, layouts: dict) -> dict:
     return {k: apply_layout(v, layouts.get(k, "C")) for k, v in arrays.items()}
 
 
-def _serve(conn, spec: str, env: dict, dtypes: tuple) -> None:
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the parent is gone (a SIGKILLed campaign must not leave a hung worker)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _capture_output() -> int:
+    """Send file descriptors 1 and 2 to a fresh file; returns its descriptor."""
+    out = tempfile.TemporaryFile(mode="w+b", buffering=0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(out.fileno(), 1)
+    os.dup2(out.fileno(), 2)
+    _capture_output.file = out        # keep it open
+    return out.fileno()
+
+
+def _take_output(fd: int) -> tuple[str, int]:
+    """(the last OUTPUT_TAIL characters written since the last call, how many bytes), then reset."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    size = os.fstat(fd).st_size
+    tail = b""
+    if size:
+        tail = os.pread(fd, min(size, 4 * OUTPUT_TAIL), max(0, size - 4 * OUTPUT_TAIL))
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return tail.decode("utf-8", "replace")[-OUTPUT_TAIL:], size
+
+
+def _send_reply(conn, reply: tuple) -> None:
+    try:
+        conn.send(reply)
+    except Exception as exc:        # an unpicklable return value: name it instead of dying
+        what = type(reply[1]).__name__ if reply[0] == "ok" else "reply"
+        conn.send(("bad_return", f"returned a {what} that cannot be sent back to the harness: "
+                                 f"{type(exc).__name__}: {exc}", reply[-3], "", 0))
+
+
+def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> None:
     """Worker main loop (runs in the child process)."""
     os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the parent's to handle
+    if parent_pid:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     # NaN/inf cases make NumPy-based candidates (and the CUDA simulator) warn on every call;
     # the verdict is in the returned values, so the console is kept for the harness's own output.
     warnings.simplefilter("ignore")
+    out_fd = _capture_output()
     from conformance import candidates
     try:
         obj = candidates.load(spec)
@@ -87,6 +167,12 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple) -> None:
     except BaseException as exc:
         conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
         return
+    try:
+        convert = _converter((getattr(obj, "CONFORMANCE", None) or {}).get("array_type", "numpy"))
+    except ImportError as exc:
+        conn.send(("load_error", f"{type(exc).__name__}: the declared array_type needs {exc.name}: {exc}"))
+        return
+    _take_output(out_fd)
     conn.send(("ready", info))
     while True:
         try:
@@ -98,21 +184,26 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple) -> None:
         fname, arrays, kwargs, layouts, backward = msg
         arrays = _relayout(arrays, layouts)
         before = {k: v.copy() for k, v in arrays.items()}
-        kw = dict(kwargs)
-        kw.update({k: arrays[k] for k in _ARRAY_KEYWORDS if k in arrays})
         try:
+            given = {k: convert(v) for k, v in arrays.items()}
+            kw = dict(kwargs)
+            kw.update({k: given[k] for k in _ARRAY_KEYWORDS if k in given})
             fn = getattr(obj, fname)
             if backward:
-                res = fn(arrays["grad_output"], arrays["input"], arrays["target"], **kw)
+                res = fn(given["grad_output"], given["input"], given["target"], **kw)
             else:
-                res = fn(arrays["input"], arrays["target"], **kw)
-            res = _to_numpy(res)
-            reply = ("ok", res)
-        except Exception as exc:
+                res = fn(given["input"], given["target"], **kw)
+            try:
+                reply = ("ok", _to_numpy(res))
+            except Exception as exc:
+                reply = ("bad_return", f"returned a {type(res).__name__} that np.asarray cannot convert: "
+                                       f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:    # SystemExit included: named, not a bare 'exit code N'
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            reply = ("raised", type(exc).__name__, tb[:800])
+            reply = ("raised", type(exc).__name__, tb[:800], isinstance(exc, Exception))
         modified = [k for k in before if not np.array_equal(before[k], arrays[k], equal_nan=True)]
-        conn.send(reply + (modified,))
+        text, size = _take_output(out_fd)
+        _send_reply(conn, reply + (modified, text, size))
 
 
 def _signal_name(code: int | None) -> str:
@@ -130,9 +221,11 @@ class Worker:
     """A persistent process serving one candidate."""
 
     def __init__(self, spec: str, env: dict | None = None, dtypes=("float32", "float64"),
-                 start_timeout_s: float = 120.0):
+                 start_timeout_s: float = 120.0, max_timeouts: int = MAX_TIMEOUTS):
         self.spec, self.env, self.dtypes = spec, dict(env or {}), tuple(dtypes)
         self.start_timeout_s = start_timeout_s
+        self.max_timeouts = max_timeouts
+        self.timeouts: Counter = Counter()      # function name -> timeouts so far
         self.info: dict | None = None
         self.restarts = 0
         self._proc = self._conn = None
@@ -142,7 +235,7 @@ class Worker:
         """Start the process (returns at once; :meth:`wait_ready` collects the probe)."""
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.spec, self.env, self.dtypes), daemon=True,
+        self._proc = ctx.Process(target=_serve, args=(child, self.spec, self.env, self.dtypes, os.getpid()), daemon=True,
                                  name=f"conformance-worker[{self.spec}]")
         self._proc.start()
         child.close()
@@ -197,6 +290,9 @@ class Worker:
 
     def call(self, fname: str, arrays: dict, kwargs: dict, backward: bool, timeout_s: float) -> Outcome:
         """Call ``fname`` in the worker; never raises for the candidate's misbehaviour."""
+        if self.timeouts[fname] >= self.max_timeouts:
+            return Outcome("not_run", message=f"not run: {fname} timed out {self.timeouts[fname]} times, "
+                                              "so the harness stopped calling it")
         if not self._ready:
             self.wait_ready()
         self._drain(timeout_s)
@@ -204,6 +300,7 @@ class Worker:
         try:
             self._conn.send((fname, arrays, kwargs, layouts, backward))
             if not self._conn.poll(timeout_s):
+                self.timeouts[fname] += 1
                 self._restart()
                 return Outcome("timeout", message=f"no answer within {timeout_s:g} s; worker killed and restarted")
             msg = self._conn.recv()
@@ -212,9 +309,13 @@ class Worker:
             why = _signal_name(self._proc.exitcode)
             self._restart()
             return Outcome("crash", message=f"worker process died ({why}); restarted")
-        if msg[0] == "ok":
-            return Outcome("ok", value=msg[1], modified=msg[2])
-        return Outcome("raised", exc_type=msg[1], message=msg[2], modified=msg[3])
+        *head, modified, output, size = msg
+        if head[0] == "ok":
+            return Outcome("ok", value=head[1], modified=modified, output=output, output_chars=size)
+        if head[0] == "bad_return":
+            return Outcome("bad_return", message=head[1], modified=modified, output=output, output_chars=size)
+        return Outcome("raised", exc_type=head[1], message=head[2], modified=modified, is_exception=head[3],
+                       output=output, output_chars=size)
 
     def _restart(self) -> None:
         self.kill()

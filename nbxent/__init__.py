@@ -14,15 +14,13 @@ For each loss ``L``:
 * ``L_with_grad(input, target, ..., out=None)``: ``(loss, grad_input)`` in one
   pass over the input; ``out=input`` writes the gradient in place.
 """
-from nbxent._bce_api import (
+from nbxent.functional import (
     binary_cross_entropy,
     binary_cross_entropy_backward,
     binary_cross_entropy_with_grad,
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_with_grad,
-)
-from nbxent._ce_api import (
     cross_entropy,
     cross_entropy_backward,
     cross_entropy_with_grad,

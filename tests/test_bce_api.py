@@ -1,23 +1,24 @@
-"""API behaviour of the BCE functions: the formulas of spec section 0 (with the torch 2.13
-values printed in the spec), dtypes, shapes, broadcasting, layouts, out= / in place,
+"""API behaviour of the BCE functions: the formulas of docs/semantics.md §0 (with torch 2.13's
+printed values), dtypes, shapes, broadcasting, layouts, out= / in place,
 determinism across thread counts, and the docstring examples."""
 from __future__ import annotations
 
 import doctest
-import warnings
 
 import numba
 import numpy as np
 import pytest
 
 import nbxent
-from nbxent import _bce_api, _bce_cpu
-from nbxent._bce_validate import plan_forward
+from nbxent import functional as _bce_api
+from nbxent.bce import cpu as _bce_cpu
+from nbxent.bce.validate import plan_forward
 
 BCE, BCEWL = nbxent.binary_cross_entropy, nbxent.binary_cross_entropy_with_logits
 BCE_B, BCEWL_B = nbxent.binary_cross_entropy_backward, nbxent.binary_cross_entropy_with_logits_backward
 NAN, INF = np.nan, np.inf
-# BCE float64 reproduces torch's glibc log/log1p bit for bit (spec 2.7), so its spec values are
+# BCE float64 reproduces torch's glibc log/log1p bit for bit (docs/semantics.md §2.7), so
+# torch's values are
 # compared exactly; BCE-with-logits differs from torch's evaluation order, so its values get
 # 4 float64 roundings of the value (our <= 2 ulp, torch's SLEEF log_sigmoid <= 2 ulp).
 RTOL64 = 4 * np.finfo(np.float64).eps
@@ -32,8 +33,8 @@ def test_docstring_examples_run():
     assert tried >= 6 and failures == 0
 
 
-# ----------------------------------------------------------------- section 0 formulas
-def test_bce_formula_clamps_each_log_at_minus_100_spec_7_1():
+# ------------------------------------------------------- docs/semantics.md §0 formulas
+def test_bce_formula_clamps_each_log_at_minus_100_semantics_7_1():
     x = a64([0.0, 1.0, 0.0, 1.0, 1e-50, 1e-43, 3.7e-44, 0.5, 0.0])
     y = a64([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5])
     got = BCE(x, y, reduction="none")
@@ -41,7 +42,7 @@ def test_bce_formula_clamps_each_log_at_minus_100_spec_7_1():
     assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
 
 
-def test_bce_weight_broadcasts_and_mean_divides_by_numel_spec_3_4_7_3():
+def test_bce_weight_broadcasts_and_mean_divides_by_numel_semantics_3_4_7_3():
     x = a64([[0.25, 0.5, 0.75], [0.1, 0.2, 0.9]])
     y = a64([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
     assert BCE(x, y, weight=a64([1.0, 2.0, 3.0])) == 1.2126588045157716
@@ -51,7 +52,7 @@ def test_bce_weight_broadcasts_and_mean_divides_by_numel_spec_3_4_7_3():
     assert BCE(x, y, reduction="sum") == np.sum(BCE(x, y, reduction="none"))
 
 
-def test_bce_gradients_spec_10_3():
+def test_bce_gradients_semantics_10_3():
     x = a64([0.0, 1.0, 0.0, 1e-13, 0.3, 0.5])
     y = a64([1.0, 0.0, 0.0, 1.0, 0.7, 0.5])
     g = a64(1.0)
@@ -67,7 +68,7 @@ def test_bce_gradients_spec_10_3():
     np.testing.assert_array_equal(BCE_B(g, x, y, weight=w), dx * w / 6)
 
 
-def test_bce_with_logits_formula_and_pos_weight_spec_8_1():
+def test_bce_with_logits_formula_and_pos_weight_semantics_8_1():
     x = a64([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
     y = a64([[1.0, 0.0, 0.5], [0.0, 1.0, 1.0]])
     pw = a64([3.0, 0.5, 2.0])
@@ -80,7 +81,7 @@ def test_bce_with_logits_formula_and_pos_weight_spec_8_1():
     np.testing.assert_allclose(got, -(pw * y * np.log(s) + (1 - y) * np.log(1 - s)), rtol=1e-14)
 
 
-def test_bce_with_logits_large_and_infinite_logits_spec_8_2():
+def test_bce_with_logits_large_and_infinite_logits_semantics_8_2():
     x = a64([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4])
     # torch prints [0.0, 0.0, 2.061153026033935e-09, ...] for y = 0: its (1 - y)*x - logsig(x)
     # cancels for x < 0. The exact value is softplus(x) = log1p(exp(x)) (3.7e-44 at x = -100).
@@ -102,7 +103,7 @@ def test_bce_with_logits_large_and_infinite_logits_spec_8_2():
     np.testing.assert_array_equal(got, [-INF, -INF])
 
 
-def test_bce_with_logits_gradients_spec_10_4():
+def test_bce_with_logits_gradients_semantics_10_4():
     x = a64([0.5, -2.0, 30.0, -1e4, INF, -INF])
     y = a64([1.0, 0.0, 0.25, 1.0, 0.0, 1.0])
     assert np.isnan(BCEWL(x, y, reduction="sum"))
@@ -111,7 +112,7 @@ def test_bce_with_logits_gradients_spec_10_4():
                                     -1.0, 1.0, -1.0], rtol=RTOL64)
     dy = BCEWL_B(a64(1.0), x, y, reduction="sum", wrt="target")
     np.testing.assert_array_equal(dy, [-0.5, 2.0, -30.0, 10000.0, -INF, INF])
-    # with weight and pos_weight, 'mean': closed forms of section 0
+    # with weight and pos_weight, 'mean': closed forms of docs/semantics.md §0
     x = a64([[0.5, -2.0, 3.0], [1.0, 0.0, -0.5]])
     y = a64([[1.0, 0.0, 0.25], [0.5, 1.0, 0.0]])
     pw, w = a64([2.0, 0.5, 3.0]), a64([[1.5], [0.5]])
@@ -124,7 +125,7 @@ def test_bce_with_logits_gradients_spec_10_4():
     np.testing.assert_allclose(BCEWL_B(a64(1.0), x, y, wrt="target"), -x / 6, rtol=0)
 
 
-def test_pos_weight_lines_up_with_the_last_dim_spec_8_3():
+def test_pos_weight_lines_up_with_the_last_dim_semantics_8_3():
     x, y = np.zeros((2, 3, 4)), np.ones((2, 3, 4))
     got = BCEWL(x, y, pos_weight=a64([1.0, 2.0, 3.0, 4.0]), reduction="none")
     np.testing.assert_allclose(got[0, 0], np.log(2) * a64([1, 2, 3, 4]), rtol=RTOL64)
@@ -134,7 +135,7 @@ def test_pos_weight_lines_up_with_the_last_dim_spec_8_3():
                                [0.9481539683602134, 0.3132616875182228], rtol=RTOL64)
 
 
-def test_zero_d_and_empty_inputs_spec_1_4():
+def test_zero_d_and_empty_inputs_semantics_1_4():
     x, y = a64(0.25), a64(1.0)
     for red in ("none", "mean", "sum"):
         r1, r2 = BCE(x, y, reduction=red), BCEWL(x, y, reduction=red)
@@ -147,7 +148,7 @@ def test_zero_d_and_empty_inputs_spec_1_4():
     assert BCE_B(a64(1.0), e, e).shape == (0, 3)
 
 
-def test_result_dtypes_spec_2_5_2_6():
+def test_result_dtypes_semantics_2_5_2_6():
     x32, y32 = np.array([0.25, 0.5], np.float32), np.array([1.0, 0.0], np.float32)
     assert BCE(x32, y32, weight=np.ones(2)).dtype == np.float32  # weight dtype does not promote
     assert BCE(x32.astype(np.float16), y32.astype(np.float16)).dtype == np.float16
@@ -244,7 +245,8 @@ def test_non_contiguous_inputs_give_the_contiguous_results(layout):
         np.testing.assert_array_equal(fn(x, y, reduction="none"), fn(base_x, base_y, reduction="none"))
         np.testing.assert_array_equal(fn(x, y), fn(base_x, base_y))
     g = make(rng.random((6, 8)))
-    np.testing.assert_array_equal(BCE_B(g, x, y, reduction="none"), BCE_B(np.ascontiguousarray(g), base_x, base_y, reduction="none"))
+    np.testing.assert_array_equal(BCE_B(g, x, y, reduction="none"),
+                                  BCE_B(np.ascontiguousarray(g), base_x, base_y, reduction="none"))
 
 
 def test_inputs_are_never_modified():
@@ -253,7 +255,8 @@ def test_inputs_are_never_modified():
     g = rng.random((5, 7))
     copies = [a.copy() for a in (x, y, w, pw, g)]
     BCE(x, y, weight=w), BCEWL(x, y, weight=w, pos_weight=pw)
-    BCE_B(g, x, y, weight=w, reduction="none"), BCEWL_B(g, x, y, weight=w, pos_weight=pw, reduction="none", wrt="target")
+    BCE_B(g, x, y, weight=w, reduction="none")
+    BCEWL_B(g, x, y, weight=w, pos_weight=pw, reduction="none", wrt="target")
     nbxent.binary_cross_entropy_with_grad(x, y, weight=w)
     nbxent.binary_cross_entropy_with_logits_with_grad(x, y, weight=w, pos_weight=pw)
     for a, c in zip((x, y, w, pw, g), copies):

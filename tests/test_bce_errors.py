@@ -1,4 +1,4 @@
-"""Every binary_cross_entropy(_with_logits) error of spec section 11, plus this API's own.
+"""Every binary_cross_entropy(_with_logits) error of docs/semantics.md §11, plus this API's own.
 
 Each raises torch's exception type, with a message that names the function, the
 argument and the offending value; the forward, backward and fused entry points agree.

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nbxent
+
 from bce_support import EPS32, SUB32, assert_scaled_close
 
 _PATH = os.path.join(os.path.dirname(__file__), "golden", "bce_golden.json")
@@ -39,7 +40,7 @@ MAX_ULPS = {}
 def _float32_transcendentals(fn, out, x, y, pw, num):
     """Extra allowance of the float32 kernels, whose exp/log/log1p are float32 functions.
 
-    ``nbxent._fastmath`` guarantees <= 1 ulp for each, and 1 ulp <= eps32 * |value|
+    ``nbxent._cpu.fastmath`` guarantees <= 1 ulp for each, and 1 ulp <= eps32 * |value|
     (tests/test_fastmath.py); the rest of the formula is float64 as above. Per output:
 
     * BCE loss: each clamped log enters one term of ``scale_loss`` multiplied by a
@@ -125,4 +126,4 @@ def test_tiny_float32_logit_losses_are_accurate_where_torch_gives_zero():
         torch.from_numpy(x), torch.from_numpy(y), reduction="none").numpy()
     # one rounding to float32: at most 1 ulp from the exact value (float32 normal range)
     assert np.all(np.abs(ours - exact) <= np.spacing(exact.astype(np.float32))), (ours, exact)
-    assert theirs[0] == 0.0  # the torch limitation this guards against (spec section 14)
+    assert theirs[0] == 0.0  # the torch limitation this guards against (docs/semantics.md §14)

@@ -16,8 +16,8 @@ import numba
 import numpy as np
 import pytest
 
-from nbxent import _bce_cpu_f32
-from nbxent._bce_scalar import (
+from nbxent.bce import cpu_f32 as _bce_cpu_f32
+from nbxent.bce.formulas import (
     bce_loss,
     bce_loss_parts,
     bcewl_grad_input,

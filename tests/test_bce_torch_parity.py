@@ -16,10 +16,11 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbxent
+
 from bce_support import torch_close
 
 torch = pytest.importorskip("torch")

@@ -1,4 +1,4 @@
-"""cross_entropy / nll_loss API: the spec's worked examples (every formula of section 0 for
+"""cross_entropy / nll_loss API: torch's worked examples (every formula of docs/semantics.md §0 for
 CE/NLL), layouts, dtypes, out= / in-place, input immutability, docstring examples."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import nbxent
-import nbxent._ce_api
+import nbxent.functional
+
 from ce_support import K_VALUE, assert_close, u
 
 F64 = np.float64
@@ -19,19 +20,19 @@ W3 = np.array([0.2, 1.0, 3.0], F64)
 
 
 def near(actual, expected, mag=8.0):
-    """Spec values are torch's float64 prints, whose log_softmax carries an absolute error of
-    a few roundings of ``|x| + |lse|`` (spec 2.7); ``mag`` = 8 bounds that for the spec's rows
+    """Reference values are torch's float64 prints, whose log_softmax carries an absolute error of
+    a few roundings of ``|x| + |lse|`` (docs/semantics.md §2.7); ``mag`` = 8 bounds that for these rows
     (|x| <= 3, lse <= 4). Semantics are checked here; accuracy in test_ce_golden."""
     e = np.asarray(expected, F64)
-    assert_close(actual, e, K_VALUE * u(F64) * (np.abs(e) + mag), "spec example")
+    assert_close(actual, e, K_VALUE * u(F64) * (np.abs(e) + mag), "torch example")
 
 
 def test_docstring_examples_run():
-    res = doctest.testmod(nbxent._ce_api, optionflags=doctest.NORMALIZE_WHITESPACE)
+    res = doctest.testmod(nbxent.functional, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 6 and res.failed == 0
 
 
-# ----------------------------------------------------------------------------- section 0/1
+# --------------------------------------------------- docs/semantics.md §0, §1
 
 def test_unbatched_index_nll_and_prob_targets():
     x = np.array([1.0, 2.0, 3.0])
@@ -96,7 +97,7 @@ def test_c_equals_one_signed_zeros_and_zero_gradient():
         nbxent.cross_entropy(x, np.array([0, 1]))
 
 
-# ----------------------------------------------------------------------------- section 2
+# ------------------------------------------------------- docs/semantics.md §2
 
 def test_integer_target_dtypes_accepted():
     x = np.array([[1.0, 2.0, 3.0]], np.float32)
@@ -137,7 +138,7 @@ def test_float16_is_computed_in_float32_and_rounded_once():
     assert nbxent.nll_loss(x1, t) == np.float16(1.0)     # torch: nan
 
 
-# ----------------------------------------------------------------------------- sections 3-6
+# ----------------------------------------------------- docs/semantics.md §3-6
 
 def test_weighted_mean_divides_by_target_weights():
     x = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [0.0, 3.0, 1.0], [2.0, 2.0, 2.0]])
@@ -232,7 +233,7 @@ def test_probability_targets():
     assert np.isnan(nbxent.cross_entropy(x, np.array([[0.5, 0.0, 0.5]]), reduction="none")[0])
 
 
-# ----------------------------------------------------------------------------- sections 9-10
+# ---------------------------------------------------- docs/semantics.md §9-10
 
 def test_nan_inf_propagation():
     x = np.array([[np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0],
@@ -253,7 +254,7 @@ def test_nan_inf_propagation():
                                   [-0.0, -0.2])
 
 
-def test_gradients_of_spec_section_10():
+def test_gradients_of_semantics_section_10():
     g = nbxent.cross_entropy_backward(np.array(1.0), X2, np.array([1, -100]))
     near(g[0], [0.1752903921400367, -0.9608874267293126, 0.7855970345892759])
     assert np.all(g[1] == 0) and not np.signbit(g[1]).any()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nbxent
-from nbxent._ce_cpu import PARALLEL_MIN
+from nbxent._cpu.threads import PARALLEL_MIN
 
 pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                 reason="needs 2 Numba threads")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import nbxent
+
 from ce_support import ulp_error
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / "golden" / "ce_golden.json").read_text())

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import nbxent
+from nbxent._cpu.threads import PARALLEL_MIN
+from nbxent.xent.cpu_rows import CB
+
 from ce_support import K_GRAD, K_VALUE, assert_close, ce_scales, u
-from nbxent._ce_cpu import PARALLEL_MIN
-from nbxent._ce_cpu_rows import CB
 
 
 def _ref_rows(x, t):
@@ -123,7 +124,7 @@ def test_spatial_tile_equals_row_kernel(dtype):
     assert_close(loss.reshape(-1), r_loss, K_VALUE * u(dtype) * scale, "spatial vs rows loss")
     g_sp = np.moveaxis(grad, 1, -1).reshape(N * K, C).astype(np.float64)
     # Each element combines A * p_j and (eps/C) * w_j, which cancel; the bound follows the
-    # size of the terms (spec section 13), p_j with exp's condition number |x_j| + |lse|.
+    # size of the terms (docs/semantics.md §13), p_j with exp's condition number |x_j| + |lse|.
     x64 = rows.astype(np.float64)
     p = np.exp(x64 - lse[:, None])
     w64 = w.astype(np.float64)

@@ -12,8 +12,17 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import nbxent
-from ce_support import (K_GRAD, K_VALUE, assert_close, ce_scales, rounding_floor, torch_call,
-                        torch_grad, u)
+
+from ce_support import (
+    K_GRAD,
+    K_VALUE,
+    assert_close,
+    ce_scales,
+    rounding_floor,
+    torch_call,
+    torch_grad,
+    u,
+)
 
 pytest.importorskip("torch")
 

@@ -1,4 +1,4 @@
-"""Accuracy, special values, flag independence and vectorization of nbxent._fastmath.
+"""Accuracy, special values, flag independence and vectorization of nbxent._cpu.fastmath.
 
 Error is measured in ulps of the exact value, ``|y - f(x)| / ulp(f(x))``,
 where ``ulp`` is the spacing of the float format at the exact value (subnormal
@@ -13,14 +13,12 @@ bound they check by many orders of magnitude:
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import pytest
 from numba import njit, prange
 
-from nbxent._fastmath import exp_f32, exp_f64, log1p_f32, log_f32
+from nbxent._cpu.fastmath import exp_f32, exp_f64, log1p_f32, log_f32
 
 # The flags the CE/BCE kernels are allowed to use; exp must not depend on them.
 KERNEL_FM = {"contract", "arcp", "reassoc"}

@@ -41,3 +41,25 @@ def test_the_check_detects_an_optional_import():
     # The check above must be able to fail: a module that imports mpmath is caught.
     baseline = _forbidden(_modules_after("import numpy, numba"))
     assert "mpmath" in _forbidden(_modules_after("import numpy, numba, mpmath")) - baseline
+
+
+def test_nbxent_cuda_pins_the_same_functions():
+    # One definition: nbxent.cuda's functions have nbxent's signatures and docstrings.
+    import inspect
+
+    import nbxent
+    import nbxent.cuda
+
+    for name in nbxent.__all__:
+        ours, pinned = getattr(nbxent, name), getattr(nbxent.cuda, name)
+        assert pinned is not ours and pinned.__wrapped__ is ours, name
+        assert inspect.signature(pinned) == inspect.signature(ours), name
+        assert pinned.__doc__ == ours.__doc__, name
+
+
+def test_the_package_is_typed():
+    import pathlib
+
+    import nbxent
+
+    assert (pathlib.Path(nbxent.__file__).parent / "py.typed").is_file()

@@ -9,7 +9,7 @@ better), or the exception type the case must raise.
   it also decides which cases are invalid.
 * ``torch``: ``torch.nn.functional`` in float64 with autograd.
 * ``mpmath``: 50-digit evaluation for small cases, taking exact limits where
-  torch produces NaN (spec section 14): the ground truth for accuracy figures.
+  torch produces NaN (docs/semantics.md §14): the ground truth for accuracy figures.
 """
 from __future__ import annotations
 

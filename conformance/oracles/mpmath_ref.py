@@ -1,7 +1,7 @@
 """The exact oracle: 50-digit mpmath evaluation of the losses for small cases.
 
 Values are exact mathematical limits, not torch's rounding or its NaN quirks
-(spec section 14): a term whose coefficient is exactly zero (weight 0, target
+(docs/semantics.md §14): a term whose coefficient is exactly zero (weight 0, target
 probability 0, ``1 - eps`` at eps = 1, ``1 - y`` at y = 1) is absent instead of
 ``0 * inf = nan``, the log-sum-exp is evaluated without a max shift (mpmath
 has no overflow, so ``exp(+inf) = inf`` gives the +inf limit), and
@@ -14,13 +14,18 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
+from conformance import losses
 from conformance.oracles import Reference
 from conformance.oracles._layout import bce_broadcast, from_rows, sample_shape, to_rows
 from conformance.oracles.validate import expected_error
 
 DPS = 50
-#: Larger cases are left to the float64 oracles (mpmath costs microseconds per operation).
+#: Finite cases larger than this are left to the float64 oracles (mpmath costs microseconds per
+#: operation), whose value agrees with the exact one there within the reference's error term.
 MAX_ELEMENTS = 256
+#: A case with a NaN or infinite value is where torch's NaN and the exact limit part ways
+#: (docs/semantics.md §14): the exact oracle takes those up to this size (C = 20000 x 2 rows: ~2 s).
+MAX_NONFINITE_ELEMENTS = 1 << 16
 _BCE_GRAD_FLOOR = mpmath.mpf(float(np.float32(1e-12)))
 NAN = mpmath.mpf("nan")
 
@@ -185,14 +190,34 @@ def _elementwise(arrays, kwargs, want_grad, loss):
     return _reduce(list(l.reshape(-1)), red, x.shape, mpmath.mpf(n)), g
 
 
+def class_loss(loss, arrays, kwargs, want_grad):
+    """cross_entropy / nll_loss: exact (value, grad) as arrays of mpf."""
+    if loss == "cross_entropy" and arrays["target"].shape == arrays["input"].shape:
+        return _class_prob(arrays, kwargs, want_grad)
+    return _class_index(loss, arrays, kwargs, want_grad)
+
+
+def elementwise_loss(loss, arrays, kwargs, want_grad):
+    """binary_cross_entropy / binary_cross_entropy_with_logits: exact (value, grad)."""
+    return _elementwise(arrays, kwargs, want_grad, loss)
+
+
 class MpmathOracle:
-    """Exact values (50 digits, rounded once to float64) for cases of at most MAX_ELEMENTS inputs."""
+    """Exact values (50 digits, rounded once to float64) for the cases :meth:`applies` accepts."""
 
     name = "mpmath"
     exact = True
 
     def applies(self, case) -> bool:
-        return case.arrays["input"].size <= MAX_ELEMENTS
+        """Whether the exact value is computed for ``case``: small cases, and cases with non-finite values."""
+        n = case.arrays["input"].size
+        if n <= MAX_ELEMENTS:
+            return True
+        if n > MAX_NONFINITE_ELEMENTS:
+            return False
+        with np.errstate(all="ignore"):
+            return any(np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(v).all()
+                       for k, v in case.arrays.items() if k != "grad_output")
 
     def evaluate(self, case, want_grad: bool = True) -> Reference:
         err = expected_error(case.loss, case.arrays, case.kwargs)
@@ -200,13 +225,7 @@ class MpmathOracle:
             return Reference(self.name, error=err, exact=True)
         want_grad = want_grad and "grad_output" in case.arrays
         with mpmath.workdps(DPS):
-            if case.loss in ("cross_entropy", "nll_loss"):
-                if case.loss == "cross_entropy" and case.arrays["target"].shape == case.arrays["input"].shape:
-                    value, grad = _class_prob(case.arrays, case.kwargs, want_grad)
-                else:
-                    value, grad = _class_index(case.loss, case.arrays, case.kwargs, want_grad)
-            else:
-                value, grad = _elementwise(case.arrays, case.kwargs, want_grad, case.loss)
+            value, grad = losses.get(case.loss).entry("mpmath")(case.loss, case.arrays, case.kwargs, want_grad)
             value = _to_f64(value)
             grad = None if grad is None else _to_f64(grad).reshape(case.arrays["input"].shape)
         return Reference(self.name, value=value, grad=grad, exact=True)

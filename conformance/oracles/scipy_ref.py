@@ -1,23 +1,24 @@
-"""The float64 oracle: the spec's section-0 formulas on NumPy and scipy.special.
+"""The float64 oracle: the formulas of docs/semantics.md §0 on NumPy and scipy.special.
 
-This is an independent transcription of the behavioural contract, not of any
+This is an independent transcription of the behavioural contract (docs/semantics.md), not of any
 candidate: torch's semantics (ignore_index masking, weighted-mean denominator,
 label smoothing weights, the BCE clamp at -100 and the 1e-12f gradient floor,
 BCE-with-logits' NaN at infinite logits) are reproduced, and the gradients use
-the closed forms of spec section 0 written the way torch applies them
+the closed forms of docs/semantics.md §0 written the way torch applies them
 (gradient w.r.t. log-probabilities, then the log_softmax backward), so NaN in
-an ignored row reaches the gradient exactly as it does in torch (spec 10.2).
+an ignored row reaches the gradient exactly as it does in torch (docs/semantics.md §10.2).
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit, log_expit, logsumexp
 
+from conformance import losses
 from conformance.oracles import Reference
 from conformance.oracles._layout import bce_broadcast, from_rows, sample_shape, to_rows
 from conformance.oracles.validate import expected_error
 
-#: torch's BCE gradient floor is the float32 constant 1e-12 even for float64 (spec 10.3).
+#: torch's BCE gradient floor is the float32 constant 1e-12 even for float64 (docs/semantics.md §10.3).
 BCE_GRAD_FLOOR = float(np.float32(1e-12))
 
 
@@ -25,7 +26,7 @@ def log_softmax_rows(xr: np.ndarray) -> np.ndarray:
     """Row-wise log_softmax with torch's mechanics: ``(x - max) - log(sum(exp(x - max)))``.
 
     A +inf logit makes the whole row NaN (``inf - inf``) and an all -inf row is NaN,
-    as in torch (spec 9); scipy's own ``log_softmax`` keeps the finite entries instead.
+    as in torch (docs/semantics.md §9); scipy's own ``log_softmax`` keeps the finite entries instead.
     """
     if xr.shape[1] == 0:
         return xr.copy()
@@ -38,7 +39,7 @@ def _per_sample_grad(g: np.ndarray, reduction: str, n: int, denom: float) -> np.
     g = np.asarray(g, dtype=np.float64)
     if reduction == "none":
         return np.broadcast_to(g, (n,)).copy() if g.ndim == 0 else g.reshape(-1)
-    # mean with a zero denominator: 0/0 -> nan, g/0 -> +-inf, as in torch (spec 10.2)
+    # mean with a zero denominator: 0/0 -> nan, g/0 -> +-inf, as in torch (docs/semantics.md §10.2)
     scalar = np.float64(g) if reduction == "sum" else np.float64(g) / np.float64(denom)
     return np.full(n, scalar)
 
@@ -51,7 +52,7 @@ def _class_index(loss, arrays, kwargs, want_grad):
     ii = kwargs.get("ignore_index", -100)
     red = kwargs.get("reduction", "mean")
     eps = float(kwargs.get("label_smoothing", 0.0)) if loss == "cross_entropy" else 0.0
-    eps = eps if eps > 0 else 0.0                            # eps < 0 or NaN behave like 0 (spec 5.2)
+    eps = eps if eps > 0 else 0.0                            # eps < 0 or NaN behave like 0 (docs/semantics.md §5.2)
     w = arrays.get("weight")
     wc = np.ones(C) if w is None else np.asarray(w, dtype=np.float64)
     lp = xr if loss == "nll_loss" else log_softmax_rows(xr)
@@ -61,16 +62,19 @@ def _class_index(loss, arrays, kwargs, want_grad):
     wt = np.where(valid, wc[tc], 0.0) if C else np.zeros(S)
     nll = np.where(valid, -(lp[rows, tc] * wt), 0.0) if C else np.zeros(S)
     smooth = np.where(valid, -(lp * wc).sum(axis=1), 0.0) if eps > 0 else np.zeros(S)
-    per = (1 - eps) * nll + (eps / C) * smooth if eps > 0 else nll
+    # torch forms eps / C in the input's dtype (docs/semantics.md §13): a tiny eps makes it 0 in float32,
+    # and 0 * inf then gives NaN where the float64 coefficient would give inf
+    ec = eps / C if C and np.asarray(eps, x.dtype) / np.asarray(C, x.dtype) != 0 else 0.0
+    per = (1 - eps) * nll + ec * smooth if eps > 0 else nll
     W = wt.sum()
     if red == "none" and x.ndim > 1:
         value = per.reshape(sample_shape(x.shape))
     elif red in ("none", "sum"):
         value = np.asarray(per.sum())
     else:
-        # two divisions, as torch (spec 0): with W == 0 the nll term is 0/0 = nan even at eps = 1
+        # two divisions, as torch (docs/semantics.md §0): with W == 0 the nll term is 0/0 = nan even at eps = 1
         W = np.float64(W)
-        value = (1 - eps) * (nll.sum() / W) + (eps / C) * (smooth.sum() / W) if eps > 0 else nll.sum() / W
+        value = (1 - eps) * (nll.sum() / W) + ec * (smooth.sum() / W) if eps > 0 else nll.sum() / W
         value = np.asarray(value)
     grad = None
     if want_grad:
@@ -80,7 +84,7 @@ def _class_index(loss, arrays, kwargs, want_grad):
         vr = rows[valid]
         glp[vr, tc[valid]] = -(1 - eps) * wt[valid] * gs[valid]
         if eps > 0:
-            glp[valid] += -(eps / C) * wc[None, :] * gs[valid, None]
+            glp[valid] += -ec * wc[None, :] * gs[valid, None]
         if loss == "cross_entropy":
             glp = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)   # log_softmax backward
         grad = from_rows(glp, x.shape)
@@ -133,7 +137,7 @@ def _bce(arrays, kwargs, want_grad):
     y = np.asarray(arrays["target"], dtype=np.float64)
     w = bce_broadcast(arrays.get("weight"), x.shape)
     red = kwargs.get("reduction", "mean")
-    # Each log is clamped at -100 before it meets its coefficient (spec 7.1).
+    # Each log is clamped at -100 before it meets its coefficient (docs/semantics.md §7.1).
     l = ((y - 1) * np.maximum(np.log1p(-x), -100.0) - y * np.maximum(np.log(x), -100.0)) * w
     grad = None
     if want_grad:
@@ -169,6 +173,23 @@ def _bcewl(arrays, kwargs, want_grad):
     return _reduce_elementwise(l, red), grad, str(arrays["target"].dtype)
 
 
+def class_loss(loss, arrays, kwargs, want_grad):
+    """cross_entropy / nll_loss: (value, grad, result dtype) in float64 with torch's semantics."""
+    if loss == "cross_entropy" and arrays["target"].shape == arrays["input"].shape:
+        return _class_prob(arrays, kwargs, want_grad)
+    return _class_index(loss, arrays, kwargs, want_grad)
+
+
+def bce_loss(loss, arrays, kwargs, want_grad):
+    """binary_cross_entropy: (value, grad, result dtype)."""
+    return _bce(arrays, kwargs, want_grad)
+
+
+def bcewl_loss(loss, arrays, kwargs, want_grad):
+    """binary_cross_entropy_with_logits: (value, grad, result dtype)."""
+    return _bcewl(arrays, kwargs, want_grad)
+
+
 class ScipyOracle:
     """Float64 reference with torch semantics; decides which cases are invalid."""
 
@@ -181,14 +202,6 @@ class ScipyOracle:
             return Reference(self.name, error=err)
         want_grad = want_grad and "grad_output" in case.arrays
         with np.errstate(all="ignore"):
-            if case.loss in ("cross_entropy", "nll_loss"):
-                if case.loss == "cross_entropy" and case.arrays["target"].shape == case.arrays["input"].shape:
-                    value, grad, dtype = _class_prob(case.arrays, case.kwargs, want_grad)
-                else:
-                    value, grad, dtype = _class_index(case.loss, case.arrays, case.kwargs, want_grad)
-            elif case.loss == "binary_cross_entropy":
-                value, grad, dtype = _bce(case.arrays, case.kwargs, want_grad)
-            else:
-                value, grad, dtype = _bcewl(case.arrays, case.kwargs, want_grad)
+            value, grad, dtype = losses.get(case.loss).entry("scipy")(case.loss, case.arrays, case.kwargs, want_grad)
         grad = None if grad is None else np.array(grad, dtype=np.float64)
         return Reference(self.name, value=np.asarray(value, dtype=np.float64), grad=grad, dtype=dtype)

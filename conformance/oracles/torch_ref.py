@@ -1,11 +1,13 @@
 """The torch oracle: ``torch.nn.functional`` in float64, autograd for gradients.
 
 Arrays are handed to torch as C-contiguous copies (``nll_loss`` backward rejects
-non-contiguous 4-D inputs, spec 13) and an unbatched input's 1-element 1-D
+non-contiguous 4-D inputs, docs/semantics.md §13) and an unbatched input's 1-element 1-D
 target becomes 0-d when a gradient is wanted (torch's backward raises for the
-1-D form although the forward accepts it, spec 13).
+1-D form although the forward accepts it, docs/semantics.md §13).
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -29,6 +31,12 @@ def _tensor(a: np.ndarray, as_float64: bool) -> torch.Tensor:
 
 def call_torch(loss: str, arrays: dict, kwargs: dict, as_float64: bool, want_grad: bool):
     """Run torch on the case; returns (output tensor, input tensor). Exceptions propagate."""
+    with warnings.catch_warnings():        # reduction='elementwise_mean' is deprecated: torch warns
+        warnings.simplefilter("ignore")
+        return _call_torch(loss, arrays, kwargs, as_float64, want_grad)
+
+
+def _call_torch(loss, arrays, kwargs, as_float64, want_grad):
     x = _tensor(arrays["input"], as_float64)
     if want_grad:
         x.requires_grad_(True)
@@ -69,8 +77,13 @@ class TorchOracle:
 
     def native_error(self, case) -> str | None:
         """The exception type torch raises on the case in its own dtypes, or None."""
+        msg = self.native_error_message(case)
+        return None if msg is None else msg.partition(":")[0]
+
+    def native_error_message(self, case) -> str | None:
+        """``'Type: message'`` of the exception torch raises on the case in its own dtypes, or None."""
         try:
             call_torch(case.loss, case.arrays, case.kwargs, False, False)
         except Exception as exc:
-            return type(exc).__name__
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         return None

@@ -1,4 +1,4 @@
-"""Which exception torch 2.13 raises for an invalid case (spec sections 1-8 and 11).
+"""Which exception torch 2.13 raises for an invalid case (docs/semantics.md §1-§8 and §11).
 
 :func:`expected_error` returns the exception type name torch raises for the
 case's arguments, or None when the case is valid. It is the oracle side of the
@@ -17,19 +17,20 @@ def _is_float(a: np.ndarray) -> bool:
     return np.issubdtype(a.dtype, np.floating)
 
 
-def _ce_nll(loss: str, arrays: dict, kwargs: dict) -> str | None:
+def class_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
+    """cross_entropy / nll_loss: the exception type torch raises, or None."""
     x, t = arrays["input"], arrays["target"]
     w = arrays.get("weight")
     ii = kwargs.get("ignore_index", -100)
     eps = kwargs.get("label_smoothing", 0.0)
     if loss == "cross_entropy" and isinstance(ii, float):
-        return "TypeError"                                     # spec 4: must be an int
+        return "TypeError"                                     # docs/semantics.md §4: must be an int
     if not _is_float(x):
-        return "NotImplementedError"                           # spec 2.1
+        return "NotImplementedError"                           # docs/semantics.md §2.1
     if x.ndim == 0:
         return "IndexError" if loss == "cross_entropy" else "ValueError"
     C = x.shape[0] if x.ndim == 1 else x.shape[1]
-    if loss == "cross_entropy" and t.shape == x.shape:          # probability path (spec 6)
+    if loss == "cross_entropy" and t.shape == x.shape:          # probability path (docs/semantics.md §6)
         if not _is_float(t):
             return "RuntimeError"
         if ii >= 0:
@@ -53,9 +54,9 @@ def _ce_nll(loss: str, arrays: dict, kwargs: dict) -> str | None:
     if x.ndim >= 3 and (t.ndim != x.ndim - 1 or t.shape[1:] != x.shape[2:]):
         return "RuntimeError"
     if t.dtype not in (np.int64, np.uint8) or (t.dtype == np.uint8 and x.ndim >= 3):
-        return "RuntimeError"                                  # spec 2.2
+        return "RuntimeError"                                  # docs/semantics.md §2.2
     if w is not None and (w.ndim != 1 or w.shape[0] != C or w.dtype != x.dtype):
-        return "RuntimeError"                                  # spec 2.3 / 11
+        return "RuntimeError"                                  # docs/semantics.md §2.3 / 11
     if loss == "cross_entropy" and eps > 1.0:
         return "RuntimeError"
     tt = t.astype(np.int64).reshape(-1)
@@ -63,7 +64,7 @@ def _ce_nll(loss: str, arrays: dict, kwargs: dict) -> str | None:
     if bad.any():
         return "IndexError"                                    # 'Target {t} is out of bounds.'
     if loss == "cross_entropy" and x.ndim == 1 and t.ndim == 1 and eps > 0:
-        return "RuntimeError"                                  # spec 13: unbatched + 1-D target + smoothing
+        return "RuntimeError"                                  # docs/semantics.md §13: unbatched + 1-D target + smoothing
     return None
 
 
@@ -76,7 +77,8 @@ def _broadcasts_into(a: np.ndarray | None, shape: tuple[int, ...]) -> bool:
         return False
 
 
-def _bce(arrays: dict) -> str | None:
+def bce_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
+    """binary_cross_entropy: the exception type torch raises, or None."""
     x, y, w = arrays["input"], arrays["target"], arrays.get("weight")
     if y.shape != x.shape:
         return "ValueError"
@@ -92,7 +94,8 @@ def _bce(arrays: dict) -> str | None:
     return None
 
 
-def _bcewl(arrays: dict) -> str | None:
+def bcewl_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
+    """binary_cross_entropy_with_logits: the exception type torch raises, or None."""
     x, y = arrays["input"], arrays["target"]
     if y.shape != x.shape:
         return "ValueError"
@@ -110,10 +113,26 @@ def _bcewl(arrays: dict) -> str | None:
 def expected_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
     """Exception type name torch raises for these arguments, or None if they are valid."""
     red = kwargs.get("reduction", "mean")
+    from conformance import losses        # the registry names each loss's checks; unknown losses raise
+    spec = losses.get(loss)
     if not isinstance(red, str) or red not in _REDUCTIONS:
         return "ValueError"                                    # '<x> is not a valid value for reduction'
-    if loss in ("cross_entropy", "nll_loss"):
-        return _ce_nll(loss, arrays, kwargs)
-    if loss == "binary_cross_entropy":
-        return _bce(arrays)
-    return _bcewl(arrays)
+    return spec.entry("expected_error")(loss, arrays, kwargs)
+
+
+def backward_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
+    """The exception torch's *backward* raises on a case its forward accepts, or None.
+
+    docs/semantics.md §13: an unbatched ``(C,)`` input with a 1-element 1-D class-index
+    target (C != 1) is accepted by the forward, but torch's backward raises ``size mismatch``.
+    So does ``nll_loss``'s backward on a 4-D input that is not C-contiguous (``grad_input
+    must be contiguous``). Those are torch's limitations, not the contract: a candidate may
+    raise there or return the right gradient (for the unbatched case, that of the 0-d target).
+    """
+    x, t = arrays["input"], arrays["target"]
+    if loss == "nll_loss" and x.ndim == 4 and not x.flags.c_contiguous:
+        return "RuntimeError"
+    if loss in ("cross_entropy", "nll_loss") and x.ndim == 1 and t.shape == (1,) and x.shape[0] != 1 \
+            and not np.issubdtype(t.dtype, np.floating):
+        return "RuntimeError"
+    return None

@@ -238,3 +238,51 @@ def describe_case(case: dict[str, Any]) -> str:
         parts.append(f"{name} {short}[{','.join(str(s) for s in a.get('shape', []))}]{nc}")
     kw = ", ".join(f"{k}={v!r}" for k, v in (case.get("kwargs") or {}).items())
     return "; ".join(p for p in (", ".join(parts), kw) if p)
+
+
+#: What the "worst ulp" column measures, shown under every table that has it.
+ULP_NOTE = (
+    "worst ulp: the largest error of any checked element, in units in the last place of the candidate's "
+    "dtype at the exact value, over the elements whose magnitude exceeds their tolerance. The verdict does "
+    "not use it: each element is allowed an error bounded by the size of the terms it is computed from "
+    "(conformance/tolerances.py), so a tiny result of cancelling large terms can be far off in ulps and still "
+    "pass. torch's own 7.6e12 ulp is such a case: a confident row's loss lse - x_t of about 1e-13, formed from "
+    "logits of size 30, whose float64 rounding error (about 1e-15 absolute) is many ulps of the tiny result."
+)
+
+_KIND_ORDER = ("numeric", "exception", "robustness")
+
+
+def run_verdict(run: dict[str, Any]) -> str:
+    """'fail' (some result failed), 'partial' (stopped early), 'empty' (nothing checked) or 'pass'."""
+    if any(r.get("status") in FAILING for r in run.get("results") or []):
+        return "fail"
+    if run.get("partial"):
+        return "partial"
+    return "pass" if run.get("results") else "empty"
+
+
+def failure_classes(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's failure classes, numeric ones first, then exceptions, then crashes/timeouts; by count."""
+    cls = list(run.get("classes") or [])
+    return sorted(cls, key=lambda c: (_KIND_ORDER.index(c.get("kind", "numeric")) if c.get("kind") in _KIND_ORDER
+                                      else 3, -int(c.get("count") or 0), c.get("class_id", "")))
+
+
+def diagnoses_of(run: dict[str, Any], candidate: str, loss: str) -> list[dict[str, Any]]:
+    for d in run.get("diagnoses") or []:
+        if d.get("candidate") == candidate and d.get("loss") == loss:
+            return list(d.get("diagnoses") or [])
+    return []
+
+
+def diagnosis_note(diags: list[dict[str, Any]]) -> str:
+    """'smoothing_eps_over_c_minus_1 (3 of 4); unexplained (1 of 4)'."""
+    return "; ".join(f"{d.get('id')} ({d.get('explains')} of {d.get('of')})" for d in diags)
+
+
+def class_line(c: dict[str, Any]) -> str:
+    """One line per failure class: check, status, signature, dtypes, count."""
+    sig = ", ".join(c.get("signature") or []) or "plain case"
+    return (f"{c.get('candidate')} / {c.get('loss')} / {c.get('check')} {c.get('status')}: [{sig}] "
+            f"in {'/'.join(c.get('dtypes') or [])}, {c.get('count')} case{'s' if c.get('count') != 1 else ''}")

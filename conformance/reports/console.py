@@ -13,7 +13,15 @@ from typing import Any, Callable, TextIO
 
 from conformance.config import ProgressEvent
 from conformance.model import RunResults
-from conformance.reports._aggregate import FAIL, NOT_RUN, PASS, aggregate, as_dict, extension_note, fmt_ulp, num
+from conformance.reports._aggregate import (
+    FAIL, NOT_RUN, PASS, ULP_NOTE, aggregate, as_dict, class_line, diagnoses_of, diagnosis_note, extension_note,
+    failure_classes, fmt_ulp, num, run_verdict,
+)
+
+#: Failure classes listed on the console (summary.md and report.json have all of them).
+MAX_CLASSES_SHOWN = 25
+#: Failures printed in full after the classes.
+MAX_FULL_FAILURES = 3
 
 _WIDTH = 24          # characters of bar
 _MIN_REDRAW_S = 0.1  # a terminal redraw at most ten times a second
@@ -77,32 +85,84 @@ class ProgressBar:
             self._drawn = False
 
 
+def _class_lines(run) -> list[str]:
+    classes = failure_classes(run)
+    if not classes:
+        return []
+    lines = [f"Failure classes ({len(classes)}; numeric first):"]
+    for c in classes[:MAX_CLASSES_SHOWN]:
+        lines.append(f"  [{c.get('kind')}] {class_line(c)}")
+        if c.get("message"):
+            lines.append(f"      {c['message'][:300]}")
+        if c.get("hint"):
+            lines.append(f"      hint: {c['hint']}")
+        if c.get("reproducer"):
+            lines.append(f"      reproducer: {c['reproducer']}/repro.py")
+    if len(classes) > MAX_CLASSES_SHOWN:
+        lines.append(f"  ... and {len(classes) - MAX_CLASSES_SHOWN} more classes in summary.md / report.json")
+    return lines + [""]
+
+
+def _full_failures(run) -> list[str]:
+    reps = [r for r in run.get("results") or [] if r.get("reproducer")][:MAX_FULL_FAILURES]
+    if not reps:
+        return []
+    lines = [f"First failures in full ({len(reps)}):"]
+    for r in reps:
+        lines.append(f"  {r['candidate']} / {r['loss']} / {r['check']} {r['status']}  {r['case_id']}")
+        if r.get("message"):
+            lines.append(f"    {r['message'][:600]}")
+        err = r.get("error") or {}
+        if err.get("worst_index") is not None and err.get("n_bad"):
+            lines.append(f"    worst element {err['worst_index']}: got {err.get('worst_got')!r}, want "
+                         f"{err.get('worst_want')!r}; {err.get('tolerance', '')}")
+        if r.get("output"):
+            lines.append("    candidate output (tail): " + r["output"][-300:].replace("\n", " | "))
+    return lines + [""]
+
+
 def format_summary(results: RunResults | dict[str, Any], paths: dict[str, str] | None = None) -> str:
-    """A plain-text summary: one line per candidate x loss, the totals, and where the reports are."""
+    """A plain-text summary: the failure classes, one line per candidate x loss, the totals, the reports."""
     run = as_dict(results)
     rows = aggregate(run)
     name_w = max([len(r.candidate) for r in rows] + [9])
     loss_w = max([len(r.loss) for r in rows] + [4])
-    lines = [f"{'candidate':<{name_w}}  {'loss':<{loss_w}}  {'verdict':<13}  {'cases':>5}  worst ulp"]
+    lines = _class_lines(run)
+    lines.append(f"{'candidate':<{name_w}}  {'loss':<{loss_w}}  {'verdict':<13}  {'cases':>5}  worst ulp")
     for row in rows:
         worst = fmt_ulp(row.worst_ulp)
         extra = []
+        diags = diagnoses_of(run, row.candidate, row.loss)
+        if diags:
+            extra.append("diagnosis: " + diagnosis_note(diags))
         if row.torch_differs:
             extra.append(f"{row.torch_differs} differ from torch (exact agrees)")
+        etd = sum(c.counts.get("error_type_differs", 0) for c in row.cells)
+        if etd:
+            extra.append(f"{etd} raise another exception type than torch")
         if row.lacking:
             extra.append("not supported: " + ", ".join(row.lacking))
         if row.extensions:
             extra.append("extensions: " + extension_note(row))
         lines.append(f"{row.candidate:<{name_w}}  {row.loss:<{loss_w}}  {row.verdict:<13}  "
                      f"{row.n_cases:>5}  {worst:>9}" + ("  " + "; ".join(extra) if extra else ""))
+    lines.append("(" + ULP_NOTE.split(". The verdict")[0] + "; see summary.md for why a large number can pass.)")
+    for info in run.get("candidates") or []:
+        if info.get("note"):
+            lines.append(f"note: {info['name']}: {info['note']}")
+    lines.append("")
+    lines += _full_failures(run)
     cells = [c for r in rows for c in r.cells]
     n_fail = sum(c.verdict == FAIL for c in cells)
     n_pass = sum(c.verdict == PASS for c in cells)
     n_skip = len(cells) - n_fail - n_pass
     not_run = sum(c.verdict == NOT_RUN for c in cells)
-    lines.append("")
-    lines.append(f"{'FAIL' if n_fail else 'PASS'}: {n_pass} checks passed, {n_fail} failed, {n_skip} skipped"
-                 f"{f' ({not_run} not run)' if not_run else ''}; {len(run.get('findings') or [])} findings; "
+    verdict = {"fail": "FAIL", "pass": "PASS", "partial": "PARTIAL (stopped early: " + str(run.get("partial")) + ")",
+               "empty": "NOTHING CHECKED"}[run_verdict(run)]
+    n_classes = len(run.get("classes") or [])
+    lines.append(f"{verdict}: {n_pass} checks passed, {n_fail} failed, {n_skip} skipped"
+                 f"{f' ({not_run} not run)' if not_run else ''}; {n_classes} failure classes; "
+                 f"{len(run.get('findings') or [])} findings; "
                  f"seed {run.get('seed')}, {(num(run.get('duration_s')) or 0.0):.1f} s")
     for kind, path in (paths or {}).items():
         lines.append(f"  {kind:<8} {path}")

@@ -11,8 +11,8 @@ import math
 import os
 from typing import Any
 
-from conformance.model import CandidateInfo, CheckResult, ErrorMeasure, Finding, RunResults
-from conformance.reports._aggregate import FAIL, as_dict, num, aggregate, totals
+from conformance.model import CandidateInfo, CheckResult, ErrorMeasure, FailureClass, Finding, RunResults
+from conformance.reports._aggregate import as_dict, diagnoses_of, num, aggregate, run_verdict, totals
 
 #: Bumped when a field changes meaning or disappears; adding a field keeps it.
 SCHEMA_VERSION = 1
@@ -49,14 +49,17 @@ def to_report_dict(results: RunResults | dict[str, Any]) -> dict[str, Any]:
         "rows": [
             {"candidate": row.candidate, "loss": row.loss, "verdict": row.verdict, "cases": row.n_cases,
              "worst_ulp": strict(num(row.worst_ulp)) if row.worst_ulp is not None else None,
-             "torch_differs": row.torch_differs, "not_supported": row.lacking, "extensions": row.extensions}
+             "torch_differs": row.torch_differs, "not_supported": row.lacking, "extensions": row.extensions,
+             "classes": sum(1 for c in run.get("classes") or [] if c["candidate"] == row.candidate
+                            and c["loss"] == row.loss),
+             "diagnoses": diagnoses_of(run, row.candidate, row.loss)}
             for row in rows
         ],
     }
     return {
         "schema_version": SCHEMA_VERSION,
         "generator": "nbxent-conformance",
-        "verdict": FAIL if counts.get(FAIL) else "pass",
+        "verdict": run_verdict(run),
         "summary": summary,
         **run,
     }
@@ -87,16 +90,7 @@ def read_json(path: str) -> RunResults:
 
 def from_dict(doc: dict[str, Any]) -> RunResults:
     """A RunResults from its JSON form (header keys are ignored)."""
-    results = []
-    for r in doc.get("results", []):
-        r = dict(r)
-        if r.get("error") is not None:
-            err = dict(r["error"])
-            for k in _ERROR_FLOATS:
-                if k in err:
-                    err[k] = num(err[k])
-            r["error"] = ErrorMeasure(**err)
-        results.append(CheckResult(**r))
+    results = [CheckResult(**_with_error(r)) for r in doc.get("results", [])]
     return RunResults(
         seed=doc["seed"],
         started=doc["started"],
@@ -108,4 +102,19 @@ def from_dict(doc: dict[str, Any]) -> RunResults:
         results=results,
         findings=[Finding(**f) for f in doc.get("findings", [])],
         cases_run=doc.get("cases_run", {}),
+        classes=[FailureClass(**_with_error(c)) for c in doc.get("classes", [])],
+        diagnoses=doc.get("diagnoses", []),
+        partial=doc.get("partial", ""),
     )
+
+
+def _with_error(d: dict[str, Any]) -> dict[str, Any]:
+    """A result's or class's fields with its ``error`` as an ErrorMeasure (non-finite strings as floats)."""
+    d = dict(d)
+    if d.get("error") is not None:
+        err = dict(d["error"])
+        for k in _ERROR_FLOATS:
+            if k in err:
+                err[k] = num(err[k])
+        d["error"] = ErrorMeasure(**err)
+    return d

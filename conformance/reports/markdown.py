@@ -1,9 +1,11 @@
 """summary.md: a Markdown summary for a CI step summary or a pull-request comment.
 
-Sections: a one-line verdict, a table per candidate x loss (verdict, cases,
-checks passed, worst error in ulps against the exact value), the findings
-(torch differing from the exact value, oracle disagreements), and the failing
-cases with their reproducers. Lists are capped so the file stays well under
+Sections: a one-line verdict, the failure classes (numeric before exception-type,
+float32/float64 pairs folded, each with its count and minimal reproducer), a table
+per candidate x loss (verdict, diagnosis, cases, checks passed, worst error in ulps
+against the exact value, with what that column measures), the first failures in
+full, the declared extensions and the findings (torch differing from the exact
+value, oracle disagreements). Lists are capped so the file stays well under
 the 64 KiB a GitHub comment accepts; report.json has everything.
 """
 from __future__ import annotations
@@ -15,12 +17,17 @@ from typing import Any
 from conformance.model import RunResults
 from conformance.extensions import EXTENSIONS
 from conformance.reports._aggregate import (
-    FAIL, NOT_SUPPORTED, PASS, Row, aggregate, as_dict, describe_case, extension_note, fmt_float, fmt_ulp, num,
+    FAIL, NOT_SUPPORTED, PASS, ULP_NOTE, Row, aggregate, as_dict, class_line, describe_case, diagnoses_of,
+    diagnosis_note, extension_note, failure_classes, fmt_float, fmt_ulp, num, run_verdict,
 )
 
 FILENAME = "summary.md"
 MAX_FINDINGS = 30
 MAX_FAILURES = 40
+MAX_CLASSES = 60
+#: Failures shown in full (inputs, tolerance, worst element, output); the rest are one line each.
+MAX_FULL = 5
+_FENCE = "`" * 3
 
 _BADGE = {PASS: "✅ pass", FAIL: "❌ fail", NOT_SUPPORTED: "➖ not supported"}
 
@@ -38,9 +45,9 @@ def _code(text: Any) -> str:
     return f"`` {s} ``" if "`" in s else f"`{s}`"
 
 
-def _table(rows: list[Row]) -> list[str]:
-    out = ["| candidate | loss | verdict | cases | checks passed | worst error (ulp vs exact) | differs from torch ¹ | not supported |",
-           "|---|---|---|--:|--:|--:|--:|---|"]
+def _table(rows: list[Row], run: dict[str, Any]) -> list[str]:
+    out = ["| candidate | loss | verdict | diagnosis | cases | checks passed | worst error (ulp vs exact) ² | differs from torch ¹ | not supported |",
+           "|---|---|---|---|--:|--:|--:|--:|---|"]
     for row in rows:
         run_cells = [c for c in row.cells if c.verdict in (PASS, FAIL)]
         passed = sum(c.verdict == PASS for c in run_cells)
@@ -49,13 +56,54 @@ def _table(rows: list[Row]) -> list[str]:
         if worst and row.worst:
             worst += f" ({row.worst['check']})"
         out.append("| " + " | ".join(_md(x) for x in (
-            row.candidate, row.loss, _BADGE.get(row.verdict, row.verdict), row.n_cases or "",
+            row.candidate, row.loss, _BADGE.get(row.verdict, row.verdict),
+            diagnosis_note(diagnoses_of(run, row.candidate, row.loss)), row.n_cases or "",
             checks, worst, row.torch_differs or "", ", ".join(row.lacking),
         )) + " |")
     out.append("")
     out.append("¹ cases where the candidate differs from torch but agrees with the exact (mpmath) value "
-               "and torch does not; reported, never failed.")
+               "and torch does not; reported, never failed.  ")
+    out.append("² " + ULP_NOTE)
     return out
+
+
+def _classes(run: dict[str, Any]) -> list[str]:
+    classes = failure_classes(run)
+    if not classes:
+        return []
+    out = [f"## Failure classes ({len(classes)})", "",
+           "Each class is one check failing one way on cases with the same options and region; its count is "
+           "the failing cases seen, its reproducer the smallest case found (shrunk where it came from fuzzing). "
+           "Numeric failures first, then exceptions, then crashes and timeouts.", ""]
+    for c in classes[:MAX_CLASSES]:
+        line = f"- **{_md(c.get('kind'))}** {_md(class_line(c))}"
+        if c.get("message"):
+            line += f": {_md(c['message'][:400])}"
+        err = c.get("error") or {}
+        if err.get("n_bad"):
+            line += (f"; worst element {err.get('worst_index')}: got {fmt_float(err.get('worst_got'))}, "
+                     f"want {fmt_float(err.get('worst_want'))}")
+        if c.get("hint"):
+            line += f"; hint: {_md(c['hint'])}"
+        if c.get("reproducer"):
+            line += f"; reproducer {_code(os.path.join(c['reproducer'], 'repro.py'))}"
+        out.append(line)
+    if len(classes) > MAX_CLASSES:
+        out.append(f"- … and {len(classes) - MAX_CLASSES} more in report.json")
+    return out + [""]
+
+
+def _error_types(run: dict[str, Any]) -> list[str]:
+    """Invalid inputs that raised another exception type than torch's (not failures unless strict)."""
+    diff = [r for r in run.get("results") or [] if r.get("status") == "error_type_differs"]
+    if not diff:
+        return []
+    out = ["## Exception types that differ from torch", "",
+           f"{len(diff)} invalid inputs raised, but not torch's exception type; without `--strict-errors` "
+           "these are differences, not failures. The first few:", ""]
+    for r in diff[:MAX_FULL * 2]:
+        out.append(f"- `{_md(r['candidate'])}` / `{r['loss']}` {_code(r['case_id'])}: {_md(r.get('message', ''))}")
+    return out + [""]
 
 
 def _extensions(rows: list[Row]) -> list[str]:
@@ -96,11 +144,36 @@ def _findings(run: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def _full(r: dict[str, Any]) -> list[str]:
+    out = [f"### `{r['candidate']}` / `{r['loss']}` / `{r['check']}` {r['status']}", "",
+           f"- case {_code(r['case_id'])}: {_md(describe_case(r.get('case') or {}))}"]
+    if r.get("message"):
+        out.append(f"- {_md(r['message'])}")
+    err = r.get("error") or {}
+    if err.get("n_bad"):
+        out.append(f"- {err.get('n_bad')} of {err.get('n_total')} elements outside the tolerance; the one most "
+                   f"beyond it: index {err.get('worst_index')}, got {fmt_float(err.get('worst_got'))}, want "
+                   f"{fmt_float(err.get('worst_want'))} (oracle {r.get('oracle') or '?'})")
+        out.append(f"- tolerance: {_md(err.get('tolerance', ''))}")
+    if r.get("output"):
+        out += ["- candidate output (tail):", "", _FENCE + "text", r["output"][-1500:].replace(_FENCE, "'" * 3),
+                _FENCE]
+    if r.get("reproducer"):
+        out.append(f"- reproducer {_code(os.path.join(r['reproducer'], 'repro.py'))} (torch only: "
+                   f"{_code(os.path.join(r['reproducer'], 'torch_repro.py'))})")
+    return out + [""]
+
+
 def _failures(rows: list[Row]) -> list[str]:
     out = ["## Failures", ""]
     failing = [(row, c, r) for row in rows for c in row.cells for r in c.failures]
     if not failing:
         return out + ["None.", ""]
+    full = [r for _, _, r in failing if r.get("reproducer")][:MAX_FULL]
+    if full:
+        out += [f"The first {len(full)} class representatives in full, then every failing case in one line.", ""]
+        for r in full:
+            out += _full(r)
     for row, cell, r in failing[:MAX_FAILURES]:
         line = f"- `{row.candidate}` / `{row.loss}` / `{cell.check}` **{r['status']}** {_code(r['case_id'])}"
         line += f" [{_md(describe_case(r.get('case') or {}))}]"
@@ -122,22 +195,28 @@ def render_markdown(results: RunResults | dict[str, Any]) -> str:
     """The summary.md text for a run."""
     run = as_dict(results)
     rows = aggregate(run)
-    failed = any(r.verdict == FAIL for r in rows)
+    verdict = {"fail": "❌ FAIL", "pass": "✅ PASS", "partial": "⏸ PARTIAL (the run stopped early; no verdict)",
+               "empty": "⚠ NOTHING CHECKED"}[run_verdict(run)]
     cfg = run.get("config") or {}
     env = run.get("environment") or {}
     n_cases = sum((run.get("cases_run") or {}).values())
     head = [
-        f"# nbxent conformance: {'❌ FAIL' if failed else '✅ PASS'}",
+        f"# nbxent conformance: {verdict}",
         "",
         f"seed {run.get('seed')} · {n_cases} cases · {len(run.get('results') or [])} check results · "
         f"{(num(run.get('duration_s')) or 0.0):.1f} s · oracles {', '.join(cfg.get('oracles') or []) or '?'} · "
         f"dtypes {', '.join(cfg.get('dtypes') or []) or '?'}",
         "",
     ]
+    if run.get("partial"):
+        head += [f"**Partial report**: {_md(run['partial'])}.", ""]
     if env:
         head += [" · ".join(f"{k} {v}" for k, v in sorted(env.items())), ""]
-    return "\n".join(head + ["## Results", ""] + _table(rows) + [""] + _extensions(rows) + _findings(run)
-                     + _failures(rows))
+    notes = [f"- `{_md(c['name'])}`: {_md(c['note'])}" for c in run.get("candidates") or [] if c.get("note")]
+    if notes:
+        notes = ["## Candidate notes", ""] + notes + [""]
+    return "\n".join(head + _classes(run) + ["## Results", ""] + _table(rows, run) + [""] + notes
+                     + _failures(rows) + _error_types(run) + _extensions(rows) + _findings(run))
 
 
 def write_markdown(results: RunResults | dict[str, Any], report_dir: str) -> str:

@@ -1,8 +1,8 @@
 """Scalar device functions used by the CUDA kernels.
 
 The log-sum-exp state is CUDA-specific (it is merged across threads). The
-per-sample CE formulas (``nbxent._ce_scalar``) and the per-element BCE formulas
-(``nbxent._bce_scalar``) are the CPU backend's: their Python source is compiled
+CE formulas (``nbxent.xent.formulas``, loss and gradient) and the per-element BCE
+formulas (``nbxent.bce.formulas``) are the CPU backend's: their Python source is compiled
 here as device functions, so both backends evaluate the same expressions.
 
 Log-sum-exp state ``(m, t)``: ``m`` is the running maximum and
@@ -68,18 +68,21 @@ def _device(f):
     return cuda.jit(device=True)(f.py_func)
 
 
-from nbxent import _ce_scalar  # noqa: E402  (after the CUDA-only helpers on purpose)
+from nbxent.bce import formulas as _bce  # noqa: E402  (after the CUDA-only helpers on purpose)
+from nbxent.xent import formulas as _xent  # noqa: E402
 
-index_loss = _device(_ce_scalar.index_loss)
-target_p_minus_1 = _device(_ce_scalar.target_p_minus_1)
-smooth_mix = _device(_ce_scalar.smooth_mix)
+index_loss = _device(_xent.index_loss)
+target_p_minus_1 = _device(_xent.target_p_minus_1)
+index_value = _device(_xent.index_value)
+smooth_target = _device(_xent.smooth_target)
+index_grad_scale = _device(_xent.index_grad_scale)
+index_grad_target = _device(_xent.index_grad_target)
+index_grad_other = _device(_xent.index_grad_other)
 
-from nbxent import _bce_scalar  # noqa: E402
-
-bce_loss = _device(_bce_scalar.bce_loss)
-bce_grad_input = _device(_bce_scalar.bce_grad_input)
-bce_grad_target = _device(_bce_scalar.bce_grad_target)
-bcewl_loss = _device(_bce_scalar.bcewl_loss)
-bcewl_grad_input = _device(_bce_scalar.bcewl_grad_input)
-bcewl_grad_target = _device(_bce_scalar.bcewl_grad_target)
-bcewl_loss_and_grad = _device(_bce_scalar.bcewl_loss_and_grad)
+bce_loss = _device(_bce.bce_loss)
+bce_grad_input = _device(_bce.bce_grad_input)
+bce_grad_target = _device(_bce.bce_grad_target)
+bcewl_loss = _device(_bce.bcewl_loss)
+bcewl_grad_input = _device(_bce.bcewl_grad_input)
+bcewl_grad_target = _device(_bce.bcewl_grad_target)
+bcewl_loss_and_grad = _device(_bce.bcewl_loss_and_grad)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+from nbxent._core.device import is_device_array as is_device  # noqa: F401  (used by the launchers)
 
 _CUDA = None          # the numba.cuda module once it has been imported and checked
 _TPB = 256            # threads per block for every launch (see set_threads_per_block)
@@ -104,13 +104,6 @@ def grid_for(work_items: int, items_per_block: int = 0) -> int:
     return max(1, min(need, cap))
 
 
-def is_device(obj) -> bool:
-    """True for numba device arrays (also the simulator's) and any CUDA array interface."""
-    if isinstance(obj, np.ndarray):
-        return False
-    return hasattr(obj, "__cuda_array_interface__") or bool(getattr(obj, "__cuda_ndarray__", False))
-
-
 def as_device(cuda, obj):
     """A numba device array for ``obj`` without copying device memory.
 
@@ -120,8 +113,3 @@ def as_device(cuda, obj):
     if getattr(obj, "__cuda_ndarray__", False):
         return obj
     return cuda.as_cuda_array(obj)
-
-
-def scalar_to_host(arr) -> float:
-    """Copy the single element of a device array back to the host."""
-    return arr.copy_to_host().reshape(-1)[0]

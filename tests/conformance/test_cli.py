@@ -20,7 +20,7 @@ class FakeEngine:
     def __init__(self, run=None, raises=None):
         self.run, self.raises, self.configs = run, raises, []
 
-    def __call__(self, config, progress):
+    def __call__(self, config, progress, checkpoint=None):
         self.configs.append(config)
         if progress is not None:
             for done in range(3):
@@ -186,9 +186,24 @@ def test_end_to_end_on_a_tiny_candidate(tmp_path, capsys):
     (info,) = doc["candidates"]
     assert {"weight", "pos_weight", "backward"} <= set(info["not_supported"]["binary_cross_entropy_with_logits"])
     failing = [r for r in doc["results"] if r["status"] == "fail"]
-    assert all(r["reproducer"] and os.path.isfile(os.path.join(r["reproducer"], "repro.py")) for r in failing)
+    # every failing case belongs to a class; every class has a reproducer (its representative)
+    assert doc["classes"] and all(r["class_id"] for r in failing)
+    assert {r["class_id"] for r in failing} == {c["class_id"] for c in doc["classes"]}
+    assert all(c["reproducer"] and os.path.isfile(os.path.join(c["reproducer"], "repro.py")) for c in doc["classes"])
     # a reproducer runs on its own and shows the missing exception
-    err_case = next(r for r in failing if r["check"] == "error_semantics")
+    err_case = next(r for r in failing if r["check"] == "error_semantics" and r["reproducer"])
     run = subprocess.run([sys.executable, os.path.join(err_case["reproducer"], "repro.py")], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0 and "reference: torch raises" in run.stdout and "got  (" in run.stdout
+
+
+def test_strict_errors_and_requested_dtypes_reach_the_engine(tmp_path, engine):
+    assert cli.main(["run", "--no-progress", "--report-dir", str(tmp_path), "--strict-errors", "--dtype", "float16"]) == 0
+    (config,) = engine.configs
+    assert config.strict_errors and config.dtypes_requested and config.dtypes == ["float16"]
+    assert not CampaignConfig().strict_errors and not CampaignConfig().dtypes_requested
+
+
+def test_an_unknown_loss_is_a_usage_error(capsys):
+    assert cli.main(["run", "--loss", "hinge"]) == 2
+    assert "hinge" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Candidates: loading, feature probing, the CONFORMANCE declaration, and spec 14's rule that
+"""Candidates: loading, feature probing, the CONFORMANCE declaration, and docs/semantics.md §14's rule that
 cases never use a feature the candidate lacks."""
 import textwrap
 
@@ -35,7 +35,8 @@ def test_probe_reads_keywords_from_signatures(tmp_path):
     assert {"weight", "ignore_index", "label_smoothing", "backward"} <= set(ce["missing"])
     assert "reduction" in ce["features"] and "prob_target" in ce["features"]
     assert info["nll_loss"] == {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                                "max_classes": 0, "reductions": [], "extensions": []}
+                                "max_classes": 0, "reductions": [], "extensions": [],
+                                "strict_errors": False}
     assert {"weight", "pos_weight", "backward"} <= set(info["binary_cross_entropy_with_logits"]["features"])
 
 
@@ -52,7 +53,7 @@ def test_declaration_narrows_features_dtypes_and_shapes(tmp_path):
     ce, nll = info["cross_entropy"], info["nll_loss"]
     assert ce["dtypes"] == ["float32"] and ce["max_ndim"] == 2 and ce["reductions"] == ["sum"]
     assert "prob_target" in ce["missing"] and "nonfinite" in ce["missing"] and "nonfinite" in nll["missing"]
-    assert "prob_target" not in nll["missing"] and nll["reductions"] == ["mean", "sum", "none"]
+    assert "prob_target" not in nll["missing"] and nll["reductions"] == ["mean", "sum", "none", "elementwise_mean"]
 
 
 @pytest.mark.parametrize("decl,words", [
@@ -102,7 +103,7 @@ def test_fuzzed_cases_use_only_supported_features(data, loss):
     x, t = case.arrays["input"], case.arrays["target"]
     assert x.dtype == np.float32 and x.ndim <= 3 and x.flags.c_contiguous and np.isfinite(x).all()
     if loss in ("cross_entropy", "nll_loss"):
-        assert t.shape != x.shape and not (t == -100).any()   # spec 14: -100 only with ignore_index
+        assert t.shape != x.shape and not (t == -100).any()   # docs/semantics.md §14: -100 only with ignore_index
         assert (x.shape[0] if x.ndim == 1 else x.shape[1]) <= 16
 
 

@@ -27,7 +27,7 @@ def _case(loss, kwargs=None, grad=None, **arrays):
     return Case(loss, a, kwargs or {})
 
 
-WORKED = [  # (spec section, case, what, expected as torch prints it[, exact value where torch is inexact])
+WORKED = [  # (docs/semantics.md section, case, what, expected as torch prints it[, exact value where torch is inexact])
     ("3.1 none", _case("cross_entropy", {"reduction": "none"}, input=X43, target=[2, 0, 1, -100], weight=W3),
      "value", [0.72393388997147112, 0.06613452188144482, 0.16984601955628548, 0.0]),
     ("3.1 sum", _case("cross_entropy", {"reduction": "sum"}, input=X43, target=[2, 0, 1, -100], weight=W3),
@@ -86,7 +86,7 @@ def test_oracles_reproduce_the_spec_worked_examples(oracle, section, case, what,
 
 
 def test_scipy_keeps_torch_nan_quirks_and_mpmath_takes_the_limits():
-    # spec 9: +inf logit -> nan (torch), exact +inf; -inf target logit -> inf; 1e308 row -> inf
+    # docs/semantics.md §9: +inf logit -> nan (torch), exact +inf; -inf target logit -> inf; 1e308 row -> inf
     x = [[np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0], [-np.inf] * 3, [1e308, 0.0, -1e308]]
     case = _case("cross_entropy", {"reduction": "none"}, input=x, target=[1, 0, 1, 0, 2])
     s, e = SCIPY.evaluate(case).value, MPMATH.evaluate(case).value
@@ -96,7 +96,7 @@ def test_scipy_keeps_torch_nan_quirks_and_mpmath_takes_the_limits():
 
 
 def test_weighted_smoothing_mean_with_zero_denominator_is_nan_as_in_torch():
-    # W = 0 with eps = 1: torch divides each term by W separately, so 0/0 makes it nan (spec 0)
+    # W = 0 with eps = 1: torch divides each term by W separately, so 0/0 makes it nan (docs/semantics.md §0)
     case = _case("cross_entropy", {"label_smoothing": 1.0}, input=[[0.3, 0.8, 0.3]], target=[2],
                  weight=[0.6, 0.8, 0.0])
     assert np.isnan(SCIPY.evaluate(case).value) and np.isnan(TORCH.evaluate(case).value)

@@ -20,18 +20,18 @@ def test_table_has_one_row_per_candidate_and_loss(tmp_path):
     assert md.startswith("# nbxent conformance: ❌ FAIL")
     rows = _table_rows(md)
     assert set(rows) == {(c, lo) for c in ("good", "bad") for lo in ("cross_entropy", "nll_loss")}
-    #                      verdict       cases checks  worst ulp        torch  not supported
-    assert rows[("bad", "cross_entropy")][2:] == ["❌ fail", "3", "3/5", "nan (value)", "", ""]
-    assert rows[("good", "cross_entropy")][2:] == ["✅ pass", "3", "5/5", "inf (value)", "1", ""]
-    assert rows[("good", "nll_loss")][2:] == ["✅ pass", "3", "4/4", "2.5 (value)", "", "backward"]
+    #                      verdict  diagnosis cases checks  worst ulp        torch  not supported
+    assert rows[("bad", "cross_entropy")][2:] == ["❌ fail", "", "3", "3/5", "nan (value)", "", ""]
+    assert rows[("good", "cross_entropy")][2:] == ["✅ pass", "", "3", "5/5", "inf (value)", "1", ""]
+    assert rows[("good", "nll_loss")][2:] == ["✅ pass", "", "3", "4/4", "2.5 (value)", "", "backward"]
 
 
 def test_findings_and_failures_sections():
     md = render_markdown(make_run())
-    findings = md.split("## Findings")[1].split("## Failures")[0]
+    findings = md.split("## Findings")[1]
     assert "**torch_nan_limit** (cross_entropy): torch gives nan, exact limit is inf" in findings
-    failures = md.split("## Failures")[1].splitlines()
-    items = [x for x in failures if x.startswith("- ")]
+    failures = md.split("## Failures")[1].split("\n## ")[0].splitlines()
+    items = [x for x in failures if x.startswith("- `")]
     assert len(items) == 2 + 3 + 1            # 2 fail, 3 crash, 1 timeout
     assert any("got 0.2500001, want 0.25 (12 ulp, oracle mpmath)" in x
                and "`rep/cross_entropy_fuzz_000001/repro.py`" in x for x in items)
@@ -41,7 +41,7 @@ def test_findings_and_failures_sections():
 def test_passing_run_says_pass_and_lists_no_failures():
     md = render_markdown(make_run(with_failures=False))
     assert md.startswith("# nbxent conformance: ✅ PASS")
-    assert md.split("## Failures")[1].strip() == "None."
+    assert md.split("## Failures")[1].split("\n## ")[0].strip() == "None."
 
 
 def test_console_summary_lines():
@@ -49,7 +49,7 @@ def test_console_summary_lines():
     lines = text.splitlines()
     assert lines[1].split()[:5] == ["good", "cross_entropy", "pass", "3", "inf"]
     assert lines[3].split()[:5] == ["bad", "cross_entropy", "fail", "3", "nan"]
-    assert "FAIL: 16 checks passed, 3 failed, 1 skipped; 1 findings; seed 7, 9.2 s" in text
+    assert "FAIL: 16 checks passed, 3 failed, 1 skipped; 0 failure classes; 1 findings; seed 7, 9.2 s" in text
     assert text.rstrip().endswith("out/report.json")
 
 

@@ -72,7 +72,7 @@ def test_value_repro_prints_both_values_and_the_error(tmp_path, cand_dir):
     case = _case(np.random.default_rng(5))
     d = write_reproducer(case, str(cand_dir / "mylosses.py"), "value", "bcewl/fuzz/000001", str(tmp_path / "rep"))
     assert d == reproducer_dir(str(tmp_path / "rep"), "bcewl/fuzz/000001", str(cand_dir / "mylosses.py"), "value")
-    assert sorted(os.listdir(d)) == ["case.npz", "repro.py"]
+    assert sorted(os.listdir(d)) == ["case.npz", "repro.py", "torch_repro.py"]
     stdout = _run(d)
     ns = {}
     exec(CANDIDATE, ns)
@@ -145,7 +145,7 @@ def test_torch_candidate_gradient_repro_matches_the_harness_call(tmp_path):
 
 
 def test_mpmath_repro_shows_torch_semantics_exact_and_judged_reference(tmp_path, cand_dir):
-    # logits at +-inf: torch gives NaN where the exact limit is finite (spec 14)
+    # logits at +-inf: torch gives NaN where the exact limit is finite (docs/semantics.md §14)
     x = np.array([np.inf, -np.inf, 0.5], np.float64)
     case = Case("binary_cross_entropy_with_logits", {"input": x, "target": np.array([1.0, 0.0, 1.0])},
                 {"reduction": "none"})

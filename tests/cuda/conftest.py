@@ -1,6 +1,7 @@
 """CUDA backend tests: run under the Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1) or on a GPU.
 
-``make test`` runs this directory in its own pytest process with the simulator on.
+``make test`` runs this directory (with tests/semantic) in its own pytest process with
+the simulator on; the warning filters for the simulator are in tests/conftest.py.
 Without a GPU and without the simulator every test here is skipped with the reason.
 Under the simulator the block size is 32 (a Python thread per GPU thread: small
 blocks keep it fast); on a real GPU the library default is used, unmodified.
@@ -23,17 +24,6 @@ def _runnable() -> tuple[bool, str]:
 
 
 _OK, _WHY = _runnable()
-
-
-def pytest_configure(config):
-    if SIMULATOR:
-        # The simulator evaluates kernels with NumPy scalars, which warn on the IEEE
-        # divisions a GPU performs silently (g / 0 for an all-ignored mean, inf - inf).
-        config.addinivalue_line("filterwarnings",
-                                "ignore:divide by zero encountered:RuntimeWarning")
-        config.addinivalue_line("filterwarnings",
-                                "ignore:invalid value encountered:RuntimeWarning")
-        config.addinivalue_line("filterwarnings", "ignore:overflow encountered:RuntimeWarning")
 
 
 def pytest_collection_modifyitems(config, items):

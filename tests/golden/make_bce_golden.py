@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python tests/golden/make_bce_golden.py`` (deterministic; no randomness).
 
 Every case is evaluated at 60 significant digits from the exact binary values of the
-inputs (already rounded to the case's dtype), with torch's formulas of spec section 0:
+inputs (already rounded to the case's dtype), with torch's formulas of docs/semantics.md §0:
 
 * BCE: ``(y - 1)*max(log(1 - x), -100) - y*max(log(x), -100)``; d/dx
   ``(x - y)/max((1 - x)*x, float32(1e-12))``; d/dy ``log((1 - x)/x)`` (unclamped).
@@ -91,7 +91,7 @@ def _bcewl_case(x, y, pw):
 def main() -> None:
     cases = []
     for dtype in (np.float32, np.float64):
-        rd = lambda v: float(dtype(v))  # noqa: E731  (inputs are exact values of the dtype)
+        rd = lambda v, dtype=dtype: float(dtype(v))  # noqa: E731  (inputs are exact values of the dtype)
         for x in dict.fromkeys(map(rd, BCE_X)):
             for y in dict.fromkeys(map(rd, BCE_Y)):
                 cases.append(dict(fn="bce", dtype=dtype.__name__, x=x.hex(), y=y.hex(), pw=None,

@@ -1,4 +1,4 @@
-"""Seeded bug: the BCE gradient floor is 1e-12 in float64, not torch's float32(1e-12) (spec 10.3)."""
+"""Seeded bug: the BCE gradient floor is 1e-12 in float64, not torch's float32(1e-12) (docs/semantics.md §10.3)."""
 import os
 import sys
 

@@ -1,4 +1,4 @@
-"""Seeded bug: binary_cross_entropy without torch's clamp of each log at -100 (spec 7.1)."""
+"""Seeded bug: binary_cross_entropy without torch's clamp of each log at -100 (docs/semantics.md §7.1)."""
 import os
 import sys
 

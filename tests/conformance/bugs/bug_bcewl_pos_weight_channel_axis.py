@@ -1,4 +1,4 @@
-"""Seeded bug: a 1-D pos_weight is applied per channel (axis 1) instead of along the last axis (spec 8.3)."""
+"""Seeded bug: a 1-D pos_weight is applied per channel (axis 1) instead of along the last axis (docs/semantics.md §8.3)."""
 import os
 import sys
 

@@ -1,4 +1,4 @@
-"""Seeded bug: weighted cross_entropy 'mean' divides by the number of valid samples, not by sum w[t] (spec 3.1)."""
+"""Seeded bug: weighted cross_entropy 'mean' divides by the number of valid samples, not by sum w[t] (docs/semantics.md §3.1)."""
 import os
 import sys
 

@@ -1,4 +1,4 @@
-"""Seeded bug: probability-target cross_entropy 'mean' divides by sum(w * p) instead of the sample count (spec 6)."""
+"""Seeded bug: probability-target cross_entropy 'mean' divides by sum(w * p) instead of the sample count (docs/semantics.md §6)."""
 import os
 import sys
 

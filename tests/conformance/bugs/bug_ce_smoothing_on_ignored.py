@@ -1,4 +1,4 @@
-"""Seeded bug: the label-smoothing term is added for ignored samples too (spec 5.1: they contribute 0)."""
+"""Seeded bug: the label-smoothing term is added for ignored samples too (docs/semantics.md §5.1: they contribute 0)."""
 import os
 import sys
 

@@ -1,4 +1,4 @@
-"""Seeded bug: nll_loss 'mean' divides by all samples, ignored ones included (spec 3.1/4)."""
+"""Seeded bug: nll_loss 'mean' divides by all samples, ignored ones included (docs/semantics.md §3.1/§4)."""
 import os
 import sys
 

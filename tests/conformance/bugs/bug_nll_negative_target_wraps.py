@@ -1,6 +1,6 @@
 """Seeded bug: no bounds check on negative targets: x[s, -1] silently reads the last class (NumPy indexing).
 
-torch raises IndexError 'Target -1 is out of bounds.' (spec 4).
+torch raises IndexError 'Target -1 is out of bounds.' (docs/semantics.md §4).
 """
 import os
 import sys

@@ -43,7 +43,7 @@ def _per_sample_g(g, red, n, denom):
     g = np.asarray(g, dtype=np.float64)
     if red == "none":
         return np.broadcast_to(g, (n,)).astype(np.float64) if g.ndim == 0 else g.reshape(-1)
-    return np.full(n, g / denom if red == "mean" else g)
+    return np.full(n, g / denom if red in ("mean", "elementwise_mean") else g)
 
 
 def _class(name, input, target, weight, ignore_index, reduction, eps, grad_output=None, lsm=log_softmax):
@@ -79,7 +79,12 @@ def _class(name, input, target, weight, ignore_index, reduction, eps, grad_outpu
     red = "sum" if (x.ndim == 1 and reduction == "none") else reduction
     if grad_output is not None:
         # ignored rows get exactly 0, even when g/W is inf or nan (all ignored: W = 0)
-        glp = np.where(valid[:, None], glp_unit * _per_sample_g(grad_output, red, S, W)[:, None], 0.0)
+        # a term whose coefficient is 0 is absent (0, not 0 * inf) except at the target, where torch
+        # multiplies the target's weight by g/W even when that weight is 0 (docs/semantics.md §10.2)
+        used = glp_unit != 0
+        if not prob:
+            used[np.arange(S)[valid], tc[valid]] = True
+        glp = np.where(valid[:, None] & used, glp_unit * _per_sample_g(grad_output, red, S, W)[:, None], 0.0)
         if name == "cross_entropy":
             glp = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)
         return unrows(glp, x.shape).astype(x.dtype)
@@ -128,7 +133,7 @@ def _reduce(l, reduction, dtype):
 
 def _gscale(grad_output, reduction, shape):
     g = np.asarray(grad_output, dtype=np.float64)
-    return np.broadcast_to(g if reduction != "mean" else g / max(int(np.prod(shape)), 1), shape)
+    return np.broadcast_to(g if reduction not in ("mean", "elementwise_mean") else g / max(int(np.prod(shape)), 1), shape)
 
 
 BCE_FLOOR = float(np.float32(1e-12))

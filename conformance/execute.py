@@ -1,0 +1,72 @@
+"""Running one case on one candidate: references, the calls, the judge.
+
+:class:`Evaluator` is what the catalogue, the fuzzer and the shrinker call: it asks
+conformance/references.py for the references (legalising a case a declared
+extension makes valid), calls the candidate's worker, hands the outcomes to
+:class:`conformance.judge.Judge` and returns its :class:`Judgement`. It keeps no
+results: the recorder (conformance/recorder.py) does.
+"""
+from __future__ import annotations
+
+from conformance import strategies
+from conformance.judge import Context, Judge, Judgement
+from conformance.model import Case
+from conformance.oracles.validate import backward_error
+from conformance.references import References
+
+#: Features the harness infers from a case's shapes and values, not from a keyword: a candidate
+#: that lacks one must declare it (CONFORMANCE exclude) or it is sent such cases.
+INFERRED = ("spatial", "unbatched", "prob_target", "empty", "nonfinite", "noncontiguous", "large_classes")
+
+
+def exclude_hint(loss: str, case: Case) -> str:
+    """What a candidate that raises on this valid case could declare, if it lacks a feature."""
+    need = sorted(f for f in strategies.case_features(case) if f in INFERRED)
+    if not need:
+        return ""
+    return (f"if {loss} does not support {', '.join(need)}, declare it: CONFORMANCE = "
+            f"{{'losses': {{'{loss}': {{'exclude': {need!r}}}}}}} (docs/candidates.md)")
+
+
+class Evaluator:
+    """Evaluates cases on candidates: references + worker calls + judge."""
+
+    def __init__(self, refs: References, judge: Judge, case_timeout_s: float):
+        self.refs, self.judge, self.case_timeout_s = refs, judge, case_timeout_s
+
+    def evaluate(self, case: Case, case_id: str, worker, feats, spec: str) -> tuple[Judgement, Case] | None:
+        """Run ``case`` on the candidate; returns (judgement, the case as sent) or None when it does not apply
+        (an invalid case for a candidate that declares no error checks)."""
+        s, e = self.refs.get(case)
+        call, note, used = case, "", []
+        if s.error is not None and feats.extensions:
+            case, call, used = self.refs.legalise(case, feats)
+            if used:
+                torch_error = s.error
+                s, e = self.refs.get(case)
+                note = (f"extension {', '.join(used)} declared: torch raises {torch_error} here; judged against "
+                        "the reference of the canonical form (int64 target, weight in the input's dtype)")
+        if s.error is not None and not feats.has("errors"):
+            return None
+        desc = call.describe()
+        if used:
+            desc["extensions"] = used
+        ctx = Context(spec, case.loss, case_id, desc, "mpmath" if e is not None else "scipy", note)
+        fwd = worker.call(call.loss, call.arrays, call.kwargs, False, self.case_timeout_s)
+        if s.error is not None:
+            j = self.judge.invalid(ctx, fwd, s.error, self.refs.torch_error_message(case),
+                                   strict=self.judge.strict_errors or feats.strict_errors)
+        else:
+            bwd = None
+            if feats.has("backward") and "grad_output" in case.arrays and s.grad is not None:
+                bwd = worker.call(call.loss + "_backward", call.arrays, call.kwargs, True, self.case_timeout_s)
+            if (fwd.status == "raised") or (bwd is not None and bwd.status == "raised"):
+                ctx.hint = exclude_hint(case.loss, case)
+            j = self.judge.valid(ctx, case, s, e, fwd, bwd, backward_error(case.loss, call.arrays, call.kwargs))
+            fwd = bwd if (bwd is not None and bwd.output and not fwd.output) else fwd
+        if fwd.output:
+            tail = f"[{fwd.output_chars} characters printed; the last {len(fwd.output)}:]\n{fwd.output}" \
+                if fwd.output_chars > len(fwd.output) else fwd.output
+            for r in j.results:
+                r.output = tail
+        return j, call

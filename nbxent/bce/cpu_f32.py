@@ -1,0 +1,288 @@
+"""float32 CPU kernels of binary_cross_entropy(_with_logits): vectorized loops.
+
+Same contract as the float64 kernels of :mod:`nbxent.bce.cpu` (fixed blocks under
+``prange``, one float64 partial sum per block, flags choosing any subset of {loss, d/dx,
+d/dy}), built so that every element loop compiles to AVX2 code:
+
+* The transcendentals are the vectorizable float32 ``exp_f32``, ``log_f32`` and
+  ``log1p_f32`` of :mod:`nbxent._fastmath` (<= 1 ulp each), evaluated on the float32
+  inputs themselves (no rounding of the arguments), in a loop of float32 only (8 lanes).
+  Everything else is the float64 formula of :mod:`nbxent._bce_scalar` (the ``*_parts``
+  functions: the expressions of the functions the float64 and CUDA kernels call), in
+  loops of their own (4 lanes), rounded once to float32. The split is what vectorizes:
+  LLVM sizes a loop's lanes by its widest load or store, and a loop that both calls the
+  float32 polynomials and stores float64 stays scalar.
+* A block first copies its weight / pos_weight / per-element ``grad_output`` into
+  contiguous float64 scratch, so the loops read unit-stride arrays whatever the
+  broadcast pattern, and loops run only for the outputs asked for (the choice is made
+  once per block, outside the loops, so no loop carries a branch).
+* Each loop, and each block, is a function compiled once on its own: the parallel
+  kernels' bodies are one call, which keeps their cold compile short.
+* The block's losses are summed from scratch in 8 float64 lanes combined in a fixed
+  order: no loop-carried dependence to serialise on, and 512 float64 additions per lane
+  lose < 1e-13 relative, 1e5 times below float32's half ulp.
+* ``/ numel`` of 'mean' gradients is a multiplication by ``1/numel`` (float64: one
+  extra rounding of 1e-16 relative, invisible after the rounding to float32).
+* d/dy (backward w.r.t. the target only) is a scalar loop on the float64 kernels' libm
+  formulas.
+
+Error bounds of the float32 results (``eps = 2**-23``; ``ulp`` = float32 spacing at the
+value; the float64 arithmetic adds a few 1e-16 relative to the terms):
+
+* BCE loss: each log is within 0.86 ulp <= 0.86*eps*|log| of exact; the clamp cannot
+  increase an error and both products are >= 0, so the loss is within
+  ``0.86*eps*|loss| + 0.5 ulp`` of exact (<= 2.3 ulp).
+* BCE-with-logits loss: ``e = exp(-|x|)`` is within 0.99 ulp; ``log1p`` has condition
+  number <= 1 on [0, 1] and adds 0.86 ulp, so ``L = log1p(e)`` is within ``1.85*eps*L``
+  (plus 2**-149 absolute where ``e`` is subnormal) and the loss within
+  ``1.85*eps*|lw*L| + 0.5 ulp``. A tiny loss is ``L ~= e`` (log1p(e) = e to float32
+  precision), so 4.2e-18 at x = -40, y = 0 is within 1.5 ulp, where torch's float32
+  cancels to 0.
+* BCE-with-logits d/dx: the sigmoids move by ``s(x)s(-x)*de/e``, so d/dx is within
+  ``0.99*eps*(|(1 - y)*s(x)| + |pw*y*s(-x)|) + 0.5 ulp``.
+* BCE d/dx and both d/dy: the float64 kernels' formulas, rounded once.
+
+Measured (tests/test_bce_golden.py, against mpmath): BCE loss <= 0.85 ulp, BCE-with-logits
+loss <= 1.36 ulp.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from nbxent._core.jit import CACHE
+from nbxent._core.reduction import NONE
+from nbxent._cpu.fastmath import exp_f32, log1p_f32, log_f32
+from nbxent.bce.formulas import (
+    bce_grad_input,
+    bce_grad_target,
+    bce_loss_parts,
+    bcewl_grad_input_parts,
+    bcewl_grad_target,
+    bcewl_loss_parts,
+)
+
+_inline = numba.njit(inline="always", cache=CACHE)
+# error_model="numpy": a float division by zero gives IEEE inf/NaN instead of a Python
+# ZeroDivisionError check, whose branch would stop the loops from vectorizing.
+_kernel = numba.njit(parallel=True, cache=CACHE, error_model="numpy")
+# The element loops are compiled once as functions of their own (called once per block):
+# inlining them into the parallel kernel multiplies its cold compile time.
+_loop = numba.njit(cache=CACHE, error_model="numpy")
+
+
+@_inline
+def grid_origin(i, nB, nK):
+    """``(a, b, k)``: flat element ``i`` on the plan's 3-level grid (nbxent/bce/validate.py)."""
+    r = i // nK
+    k = i - r * nK
+    a = r // nB
+    return a, r - a * nB, k
+
+
+@_inline
+def grid_next(a, b, nB):
+    """``(a, b, k)`` of the first element of the row segment after the one at ``(a, b)``."""
+    b += 1
+    if b == nB:
+        return a + 1, 0, 0
+    return a, b, 0
+
+
+@_inline
+def _gather(arr, nB, nK, s0, s1, s2, start, end, buf):
+    """``buf[i - start] = arr[a*s0 + b*s1 + k*s2]`` at the grid position (a, b, k) of each i."""
+    a, b, k = grid_origin(start, nB, nK)
+    i = start
+    while i < end:  # one row segment of the grid per pass
+        seg = min(end - i, nK - k)
+        base = a * s0 + b * s1 + k * s2
+        o = i - start
+        for j in range(seg):
+            buf[o + j] = arr[base + j * s2]
+        i += seg
+        a, b, k = grid_next(a, b, nB)
+
+
+@_inline
+def _lane_sum(buf, n):
+    """``sum(buf[:n])`` in 8 interleaved float64 lanes, combined pairwise: a fixed order."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    m = n - n % 8
+    for j in range(0, m, 8):
+        a0 += buf[j]
+        a1 += buf[j + 1]
+        a2 += buf[j + 2]
+        a3 += buf[j + 3]
+        a4 += buf[j + 4]
+        a5 += buf[j + 5]
+        a6 += buf[j + 6]
+        a7 += buf[j + 7]
+    for j in range(m, n):
+        a0 += buf[j]
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
+@_inline
+def _scratch(block, blk, size, ones, w, has_w, wgeo, g, gstep):
+    """(start, end, weights, grad_output factors, scalar grad_output) of one block.
+
+    The per-element ``grad_output`` is ``gb[j] * g0``: ``gb`` the block's values (or ones)
+    and ``g0`` the single value (or 1), so one of the factors is always exactly 1.
+    """
+    nB, nK, s0, s1, s2 = wgeo
+    start = blk * block
+    end = min(size, start + block)
+    n = end - start
+    wb = ones
+    if has_w:
+        wb = np.empty(n, dtype=np.float64)
+        _gather(w, nB, nK, s0, s1, s2, start, end, wb)
+    gb = ones
+    g0 = 1.0
+    if gstep == 1:
+        gb = np.empty(n, dtype=np.float64)
+        for j in range(n):
+            gb[j] = g[start + j]
+    else:
+        g0 = np.float64(g[0])
+    return start, end, wb, gb, g0
+
+
+@_inline
+def _finish_loss(blk, lbuf, n, red, out, start, part):
+    """Store the block's weighted losses ('none') or their partial sum."""
+    if red == NONE:
+        for j in range(n):
+            out[start + j] = lbuf[j]
+    else:
+        part[2 * blk] = _lane_sum(lbuf, n)
+
+
+# ----------------------------------------------------------------------------- BCE
+@_loop
+def _bce_logs(n, x, lx, lo):
+    for j in range(n):  # float32 only: 8 lanes
+        xf = x[j]
+        lx[j] = log_f32(xf)
+        lo[j] = log1p_f32(-xf)
+
+
+@_loop
+def _bce_losses(n, y, w, lx, lo, lbuf):
+    for j in range(n):  # float64: 4 lanes
+        lbuf[j] = bce_loss_parts(np.float64(y[j]), np.float64(lo[j]), np.float64(lx[j])) * w[j]
+
+
+@_loop
+def _bce_grads(n, x, y, w, gb, g0, inv, gx):
+    for j in range(n):  # torch's order: g*(x - y)/den, then *w, then /numel (as * 1/numel)
+        gx[j] = bce_grad_input(gb[j] * g0, np.float64(x[j]), np.float64(y[j])) * w[j] * inv
+
+
+@_loop
+def _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+    has_w, gstep, red, div = opts.has_weight, opts.gstep, opts.reduction, opts.div
+    want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
+    start, end, wb, gb, g0 = _scratch(block, blk, x.size, ones, w, has_w, wgeo, g, gstep)
+    n = end - start
+    xs, ys = x[start:end], y[start:end]
+    if want_loss:
+        lx = np.empty(n, dtype=np.float32)
+        lo = np.empty(n, dtype=np.float32)
+        _bce_logs(n, xs, lx, lo)
+        lbuf = np.empty(n, dtype=np.float64)
+        _bce_losses(n, ys, wb, lx, lo, lbuf)
+        _finish_loss(blk, lbuf, n, red, out, start, part)
+    if want_gx:
+        _bce_grads(n, xs, ys, wb, gb, g0, 1.0 / div, gx[start:end])
+    if want_gy:  # torch: -logit(x) * g * w / numel
+        for j in range(n):
+            gy[start + j] = bce_grad_target(np.float64(x[start + j])) * (gb[j] * g0) * wb[j] / div
+
+
+@_kernel
+def bce_kernel_f32(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+    """binary_cross_entropy on flat float32 ``x``, ``y``, in blocks of ``block`` elements.
+
+    Arguments as the float64 ``bce_kernel`` of :mod:`nbxent.bce.cpu`, plus ``ones``
+    (float64, ``block`` ones; stands in when ``opts.has_weight`` is False).
+    """
+    for blk in prange((x.size + block - 1) // block):  # the body is one call: fast to compile
+        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part)
+
+
+@_loop
+def bce_kernel_f32_serial(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+    """:func:`bce_kernel_f32` on the calling thread (small inputs; nbxent/_cpu/threads.py)."""
+    for blk in range((x.size + block - 1) // block):
+        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part)
+
+
+# ------------------------------------------------------------------ BCE with logits
+@_loop
+def _bcewl_exp_log1p(n, x, e, L):
+    for j in range(n):  # float32 only: 8 lanes
+        ej = exp_f32(-abs(x[j]))
+        e[j] = ej
+        L[j] = log1p_f32(ej)
+
+
+@_loop
+def _bcewl_losses(n, x, y, w, pw, has_pw, L, lbuf):
+    for j in range(n):  # float64: 4 lanes
+        lbuf[j] = bcewl_loss_parts(np.float64(x[j]), np.float64(y[j]), pw[j], has_pw,
+                                   np.float64(L[j])) * w[j]
+
+
+@_loop
+def _bcewl_grads(n, x, y, w, pw, has_pw, e, gb, g0, inv, gx):
+    for j in range(n):  # torch's order: core * g * w / numel (as * 1/numel)
+        core = bcewl_grad_input_parts(np.float64(x[j]), np.float64(y[j]), pw[j], has_pw,
+                                      np.float64(e[j]))
+        gx[j] = core * (gb[j] * g0) * w[j] * inv
+
+
+@_loop
+def _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part):
+    has_w, has_pw, gstep, red, div = (opts.has_weight, opts.has_pos_weight, opts.gstep,
+                                      opts.reduction, opts.div)
+    want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
+    nB, nK, s0, s1, s2, p0, p1, p2 = geo
+    start, end, wb, gb, g0 = _scratch(block, blk, x.size, ones, w, has_w, (nB, nK, s0, s1, s2),
+                                      g, gstep)
+    n = end - start
+    pwb = ones
+    if has_pw:
+        pwb = np.empty(n, dtype=np.float64)
+        _gather(pw, nB, nK, p0, p1, p2, start, end, pwb)
+    xs, ys = x[start:end], y[start:end]
+    if want_loss or want_gx:
+        e = np.empty(n, dtype=np.float32)
+        L = np.empty(n, dtype=np.float32)
+        _bcewl_exp_log1p(n, xs, e, L)
+        if want_loss:
+            lbuf = np.empty(n, dtype=np.float64)
+            _bcewl_losses(n, xs, ys, wb, pwb, has_pw, L, lbuf)
+            _finish_loss(blk, lbuf, n, red, out, start, part)
+        if want_gx:
+            _bcewl_grads(n, xs, ys, wb, pwb, has_pw, e, gb, g0, 1.0 / div, gx[start:end])
+    if want_gy:
+        for j in range(n):
+            gy[start + j] = (bcewl_grad_target(np.float64(x[start + j]), pwb[j], has_pw)
+                             * (gb[j] * g0) * wb[j] / div)
+
+
+@_kernel
+def bcewl_kernel_f32(block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part):
+    """binary_cross_entropy_with_logits on flat float32 ``x``, ``y``; see ``bce_kernel_f32``."""
+    for blk in prange((x.size + block - 1) // block):
+        _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part)
+
+
+@_loop
+def bcewl_kernel_f32_serial(block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part):
+    """:func:`bcewl_kernel_f32` on the calling thread (small inputs)."""
+    for blk in range((x.size + block - 1) // block):
+        _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part)

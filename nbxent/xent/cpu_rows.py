@@ -1,0 +1,158 @@
+"""Row kernel of class-index cross_entropy for ``(N, C)`` inputs (one row per sample).
+
+Signature, one per float dtype (see nbxent/xent/cpu_index.py for the argument conventions):
+
+    index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb)
+
+The row is walked in column blocks of ``CB`` elements, so a block of logits and its
+gradient stay in L1/L2 however long the row is (a 128256-wide float32 row and its
+gradient are 1 MB, twice a core's L2). Per block ``b`` (``m_b`` = block max):
+
+1. ``m_b`` over 8 vector lanes;
+2. the fused pass: ``e_c = exp(x_c - m_b)`` written into the gradient row while its sum
+   ``s_b`` runs in fixed lanes folded in float64 (one exp per element; the forward alone
+   only sums; the order, hence the bits, is the same for any vector width). The target's
+   own term is left out of ``s_b``.
+
+Then, with ``M = max_b m_b`` and ``f_b = exp(m_b - M)`` (1 for the block holding ``M``):
+``s_other = sum_b f_b s_b``, ``e_t = exp(x_t - M)``, ``loss_t = index_loss(M, x_t, s_other,
+e_t)`` (log1p form when the target is the max) and the gradient row is scaled in place
+block by block, ``grad_c = (g_s * A / s * f_b) * e_c [- g_s (eps/C) w_c]``, with the target
+element written last from ``expm1(-loss_t)``. Each element is read from memory once for
+the max and once for the fused pass (a cache hit), and the gradient is written twice (the
+second time a cache hit).
+
+Special values: a block holding only ``-inf``/NaN has ``m_b = -inf``; it is shifted by 0
+instead (``exp(-inf - 0) = 0``, NaN stays NaN) and weighted ``f_b = 0``. A row whose max is
+``-inf`` (all ``-inf``/NaN) or ``+inf`` gives NaN, as torch's ``inf - inf``.
+
+Label smoothing needs ``sum_c w_c lp_c = (sum_c w_c x_c - M sum_c w_c) - log(s) sum_c w_c``;
+``sum_c w_c x_c`` is accumulated in float64 before the fused pass (which, in place,
+overwrites the logits).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
+from nbxent._cpu.fastmath import cast_like, exp_diff
+from nbxent._cpu.rows import LANES, FASTMATH, scale_seg, seg_max, sum_exp, sum_wx
+from nbxent.xent.formulas import (
+    index_grad_scale,
+    index_grad_target,
+    index_loss,
+    index_value,
+    target_p_minus_1,
+)
+
+#: Columns per block: 32 KB of float32 logits plus their gradient fit a core's L2 with room
+#: to spare, and the per-block scalar work (two float64 exps) is noise next to 8192 exps.
+CB = 8192
+
+
+@njit(cache=CACHE)
+def n_blocks(C):
+    """Column blocks of a row of ``C`` logits."""
+    return (C + CB - 1) // CB
+
+
+@njit(cache=CACHE)
+def scratch_len(C):
+    """Length of each scratch array of :func:`index_row` for rows of ``C`` logits."""
+    return n_blocks(C) + LANES
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _combine_blocks(mb, sb, nb, M):
+    """``s_other = sum_b f_b s_b`` in block order, ``f_b = exp(m_b - M)``, stored into ``sb``.
+
+    Compiled without fastmath: with 'reassoc' LLVM may vectorize this sum over blocks in
+    as many lanes as the host's vectors hold, which changes its bits between hosts.
+    """
+    M64 = np.float64(M)
+    s_other = 0.0
+    for b in range(nb):
+        if mb[b] == M:
+            f = 1.0
+        elif mb[b] == -np.inf:
+            f = 0.0
+        else:
+            f = exp_diff(np.float64(mb[b]), M64)
+        s_other += sb[b] * f
+        sb[b] = f
+    return s_other
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
+    """Loss (and gradient row) of sample ``n``; see the module docstring.
+
+    ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of ``scratch_len(C)``
+    elements (block maxima, block sums then factors, and the fixed lanes of the partial
+    sums), passed in so a serial caller allocates them once and not per row.
+    """
+    C = x.shape[1]
+    ii, eps, grad_mode = opts.ignore_index, opts.eps, opts.grad_mode
+    tn = t[n]
+    ignored = tn == ii
+    store = GRAD_NONE if ignored else grad_mode   # sum_exp's mode: 0 sum, 1 store, 2 in place
+    # In place (GRAD_IN_PLACE) every read goes through ``grad`` itself: one base pointer,
+    # so LLVM vectorizes the fused pass without the runtime overlap check that would send
+    # x-aliasing-grad to the scalar fallback loop (5x slower).
+    src = grad if grad_mode == GRAD_IN_PLACE else x
+    nb = n_blocks(C)
+    lanes = mb[nb:nb + LANES]        # the partial sums' lanes (x's dtype)
+    f64 = sb[nb:nb + LANES]          # their float64 fold
+    xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
+    wx = 0.0
+    for b in range(nb):
+        lo = b * CB
+        hi = min(lo + CB, C)
+        m = seg_max(src, n, lo, hi)
+        mb[b] = m
+        sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
+        if eps > 0.0 and not ignored:
+            wx += sum_wx(src, n, lo, hi, w, f64)
+        # The target's own term stays out of the sum (a gradient row gets its target
+        # element written last).
+        sb[b] = sum_exp(src, grad, n, lo, hi, sh, store, tn if not ignored else -1, lanes, f64)
+    M = mb[0]
+    for b in range(1, nb):
+        M = mb[b] if mb[b] > M else M
+    M64 = np.float64(M)
+    s_other = _combine_blocks(mb, sb, nb, M)   # sb now holds the block factors f_b
+    if M == -np.inf:
+        s_other = math.nan            # all -inf/NaN row: torch's log_softmax is NaN
+    if ignored:
+        loss[n] = 0.0
+        if grad_mode != GRAD_NONE:
+            fill = cast_like(np.nan if math.isnan(s_other) else 0.0, M)
+            for j in range(C):
+                grad[n, j] = fill
+        return
+    xt64 = np.float64(xt)
+    e_t = math.exp(xt64 - M64)
+    lt = index_loss(M64, xt64, s_other, e_t)
+    s = s_other + e_t
+    wt = np.float64(w[tn])
+    nll = -0.0 * wt if lt == 0.0 else wt * lt
+    lse = xt64 + lt                  # the row's log-sum-exp, from loss_t = lse - x_t
+    smooth_sum = 0.0
+    if opts.smooth:
+        # -sum_c w_c * lp_c with lp_c = (x_c - M) - log(s)
+        smooth_sum = -((wx - sumw * M64) - sumw * math.log(s))
+    loss[n] = index_value(nll, smooth_sum, lse, C, opts)
+    if grad_mode == GRAD_NONE:
+        return
+    gs = g[n * opts.gstride]
+    base = index_grad_scale(gs, wt, sumw, lse, opts) / s
+    c_w = cast_like(gs * opts.epsc, M)
+    for b in range(nb):
+        lo = b * CB
+        hi = min(lo + CB, C)
+        scale_seg(grad, n, lo, hi, cast_like(base * sb[b], M), c_w, w, opts.smooth)
+    grad[n, tn] = cast_like(index_grad_target(gs, wt, sumw, target_p_minus_1(lt), e_t / s, lse,
+                                              opts), M)
