@@ -6,7 +6,8 @@
 * ``loss_err = |loss - ref| / (eps * |ref|)`` for the reduced loss;
 * ``grad_err = max_i |grad_i - ref_i| / (eps * max(|ref_i|, tiny))`` (elementwise
   relative, ``tiny`` the smallest normal number; for label smoothing ``|ref_i|`` is the
-  sum of the magnitudes of the element's terms, see ``_ce_rows``; for BCE with logits ``sigmoid(x) + y``), None for a forward.
+  sum of the magnitudes of the element's terms, see ``_ce_rows``; for BCE with logits
+  ``sigmoid(x) + y``), None for a forward.
 
 The reference evaluates torch's formula on the exact inputs in
 float64 for float32 cases and in long double (x87, 64-bit significand) for float64 cases,
@@ -101,7 +102,7 @@ def _ce_errors(case, arrays, results, rdt, eps, tiny):
     ls = case.options.get("label_smoothing", 0.0)
     valid = t2 != ii
     W = rdt(valid.sum()) if w is None else np.sum(w.astype(rdt)[np.where(valid, t2, 0)] * valid)
-    grads = _Worst([(l, None if g is None else g.reshape(N, C, K)) for l, g in results], eps, tiny)
+    grads = _Worst([(lv, None if g is None else g.reshape(N, C, K)) for lv, g in results], eps, tiny)
     rows = max(1, _CHUNK // (C * K))
     vals = []
     for a in range(0, N, rows):
@@ -110,7 +111,7 @@ def _ce_errors(case, arrays, results, rdt, eps, tiny):
         vals.append(v.reshape(-1))
         grads.update(g / W, slice(a, b), sc / abs(W))   # 'mean': the summed loss divided by W
     ref = np.sum(np.concatenate(vals), dtype=rdt) / W
-    return [(_loss_err(l, ref, eps), gw) for (l, _), gw in zip(results, grads.worst)]
+    return [(_loss_err(lv, ref, eps), gw) for (lv, _), gw in zip(results, grads.worst)]
 
 
 def _nll_errors(arrays, results, rdt, eps, tiny):
@@ -122,13 +123,13 @@ def _nll_errors(arrays, results, rdt, eps, tiny):
     np.put_along_axis(gref, t[:, None], rdt(-1.0) / rdt(N), axis=1)
     grads = _Worst(results, eps, tiny)
     grads.update(gref, slice(None))
-    return [(_loss_err(l, ref, eps), gw) for (l, _), gw in zip(results, grads.worst)]
+    return [(_loss_err(lv, ref, eps), gw) for (lv, _), gw in zip(results, grads.worst)]
 
 
 def _bce_errors(case, arrays, results, rdt, eps, tiny):
     x, y = arrays["x"].reshape(-1), arrays["t"].reshape(-1)
     n = x.size
-    grads = _Worst([(l, None if g is None else g.reshape(-1)) for l, g in results], eps, tiny)
+    grads = _Worst([(lv, None if g is None else g.reshape(-1)) for lv, g in results], eps, tiny)
     total = rdt(0.0)
     for a in range(0, n, _CHUNK):
         xr = x[a:a + _CHUNK].astype(rdt)
@@ -146,7 +147,7 @@ def _bce_errors(case, arrays, results, rdt, eps, tiny):
         total += np.sum(lv, dtype=rdt)
         grads.update(gr / rdt(n), slice(a, a + _CHUNK), sc / rdt(n))
     ref = total / rdt(n)
-    return [(_loss_err(l, ref, eps), gw) for (l, _), gw in zip(results, grads.worst)]
+    return [(_loss_err(lv, ref, eps), gw) for (lv, _), gw in zip(results, grads.worst)]
 
 
 def errors(case, arrays, results):
@@ -154,7 +155,7 @@ def errors(case, arrays, results):
 
     One reference pass serves every result (mean reduction, the cases' only one).
     """
-    results = [(_np(l), _np(g)) for l, g in results]
+    results = [(_np(lv), _np(g)) for lv, g in results]
     dt = np.dtype(case.dtype)
     rdt = np.longdouble if dt == np.float64 else np.float64
     fi = np.finfo(dt)

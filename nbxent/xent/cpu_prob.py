@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff
-from nbxent._cpu.rows import LANES, FASTMATH, block_sum_exp, row_max
+from nbxent._cpu.rows import FASTMATH, LANES, block_sum_exp, row_max
 from nbxent._cpu.threads import use_parallel
 from nbxent.xent.cpu_spatial import KBLOCK
 from nbxent.xent.formulas import log_prob, smooth_target

@@ -39,7 +39,7 @@ from numba import njit
 
 from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff
-from nbxent._cpu.rows import LANES, FASTMATH, scale_seg, seg_max, sum_exp, sum_wx
+from nbxent._cpu.rows import FASTMATH, LANES, scale_seg, seg_max, sum_exp, sum_wx
 from nbxent.xent.formulas import (
     index_grad_scale,
     index_grad_target,

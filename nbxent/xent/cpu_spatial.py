@@ -36,9 +36,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
-
-from numba import types
+from numba import njit, types
 from numba.extending import overload
 
 from nbxent._core.jit import CACHE, GRAD_NONE
