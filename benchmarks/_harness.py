@@ -6,6 +6,13 @@
   traffic on the case's own arrays (read every input once; for fwd+bwd also
   write an output of the gradient's size), the bandwidth floor a loss kernel
   cannot beat on this machine in this run.
+* ``roof_call``: the second roof, compute: a parallel Numba kernel that evaluates, per
+  element of the case, the vectorized transcendentals the loss needs (``exp`` for
+  cross-entropy; ``log`` and ``log1p`` for BCE; ``exp`` and ``log1p`` for BCE with logits;
+  ``nbxent``'s own polynomial ones) on arguments that sit in L1, so it runs at the
+  vector units' speed with no memory traffic. A kernel that needs time ``T_mem`` to move
+  its bytes and ``T_exp`` for its transcendentals cannot beat ``max(T_mem, T_exp)``: the
+  larger of the two is the roof that binds.
 * ``probe``: runs ``python benchmarks/_probe.py ...`` in a fresh process (never
   fork: Numba's OpenMP workers do not survive a fork) and parses its JSON line.
 """
@@ -20,9 +27,37 @@ import time
 import numpy as np
 from numba import njit, prange
 
+from nbxent._cpu.fastmath import exp_f32, exp_f64, log1p_f32, log_f32
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 _CHUNK = 1 << 16
+
+
+def _cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def cpu_name():
+    """The CPU's model name (Linux), or None."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def simd():
+    """The widest x86 vector extension the CPU reports: 'AVX-512', 'AVX2' or 'other'."""
+    flags = set()
+    for line in _cpuinfo().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other"
 
 
 def interleaved_medians(fns, reps, budget_s=None):
@@ -39,16 +74,18 @@ def interleaved_medians(fns, reps, budget_s=None):
     return [float(np.median(t)) for t in times], len(times[0])
 
 
-# reassoc lets LLVM vectorize the sums, so the floor is bandwidth- not latency-bound.
+# reassoc lets LLVM vectorize the sums, so the floor is bandwidth- not latency-bound. Each
+# chunk is a slice indexed from 0: Numba then proves the index non-negative and emits a
+# plain vector loop (an index ``a + i`` keeps a wraparound select per element and ran at
+# a quarter of the bandwidth).
 @njit(parallel=True, fastmath={"reassoc"})
 def _read_sum(flat, partials):
     nchunks = partials.size
     for c in prange(nchunks):
-        a = c * _CHUNK
-        b = min(a + _CHUNK, flat.size)
-        s = flat[a]
-        for i in range(a + 1, b):
-            s += flat[i]
+        seg = flat[c * _CHUNK:min((c + 1) * _CHUNK, flat.size)]
+        s = seg[0] - seg[0]
+        for i in range(seg.size):
+            s += seg[i]
         partials[c] = s
 
 
@@ -58,8 +95,10 @@ def _copy(src, dst):
     for c in prange(nchunks):
         a = c * _CHUNK
         b = min(a + _CHUNK, src.size)
-        for i in range(a, b):
-            dst[i] = src[i]
+        s = src[a:b]
+        d = dst[a:b]
+        for i in range(s.size):
+            d[i] = s[i]
 
 
 def floor_call(case, arrays):
@@ -80,6 +119,86 @@ def floor_call(case, arrays):
         _copy(x, out)
         _read_sum(t, pt)
     return read_write
+
+
+# Compute roof kernels: ``reps`` passes over an L1-resident ``src`` per work item, results
+# stored into an L1-resident ``dst`` (a store, unlike a running sum, has no loop-carried
+# dependence, so the loop runs at the vector units' throughput). _ROOF_LEN float32 values
+# and their results are 8 KB, a quarter of L1.
+_ROOF_LEN = 1024
+_FM = {"contract", "arcp", "reassoc"}
+
+
+@njit(parallel=True, fastmath=_FM)
+def _roof_exp32(src, items, reps, dst):
+    for it in prange(items):
+        d = dst[it]
+        for _ in range(reps):
+            for j in range(src.size):
+                d[j] = exp_f32(src[j])
+
+
+@njit(parallel=True, fastmath=_FM)
+def _roof_exp64(src, items, reps, dst):
+    for it in prange(items):
+        d = dst[it]
+        for _ in range(reps):
+            for j in range(src.size):
+                d[j] = exp_f64(src[j])
+
+
+@njit(parallel=True, fastmath=_FM)
+def _roof_log32(src, items, reps, dst):
+    for it in prange(items):
+        d = dst[it]
+        for _ in range(reps):
+            for j in range(src.size):
+                d[j] = log_f32(src[j])
+
+
+@njit(parallel=True, fastmath=_FM)
+def _roof_log1p32(src, items, reps, dst):
+    for it in prange(items):
+        d = dst[it]
+        for _ in range(reps):
+            for j in range(src.size):
+                d[j] = log1p_f32(src[j])
+
+
+# argument ranges of the losses' transcendentals: x - max for exp, probabilities for log,
+# -p for log1p
+_ROOF_KERNELS = {("exp", "float32"): (_roof_exp32, -12.0, 0.0),
+                 ("exp", "float64"): (_roof_exp64, -12.0, 0.0),
+                 ("log", "float32"): (_roof_log32, 0.01, 0.99),
+                 ("log1p", "float32"): (_roof_log1p32, -0.99, -0.01)}
+
+
+def roof_call(case):
+    """Zero-argument callable doing the case's transcendentals only; None when it has none.
+
+    float64 BCE has no vectorized log (libm's); the roof is then left out.
+    """
+    from cases import TRANSCENDENTALS
+
+    funcs = TRANSCENDENTALS[case.loss]
+    if not funcs or any((f, case.dtype) not in _ROOF_KERNELS for f in funcs):
+        return None
+    # work items of 64 passes (64K evaluations): many per thread, so the split is even
+    reps = 64
+    items = max(1, -(-case.numel // (_ROOF_LEN * reps)))
+    parts = []
+    for f in funcs:
+        kern, lo, hi = _ROOF_KERNELS[(f, case.dtype)]
+        src = np.linspace(lo, hi, _ROOF_LEN).astype(case.dtype)
+        # one L1-sized destination per thread would be enough; per item keeps it simple
+        # and costs 8 KB per 64K evaluations
+        dst = np.empty((items, _ROOF_LEN), dtype=case.dtype)
+        parts.append((kern, src, dst))
+
+    def run():
+        for kern, src, dst in parts:
+            kern(src, items, reps, dst)
+    return run
 
 
 def probe(args, env_extra=None, timeout=600):

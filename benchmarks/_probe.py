@@ -44,7 +44,6 @@ def _call_or_na(fn):
 
 def first_call(who, loss, dtype):
     import numpy as np
-
     from cases import FWD, FWDBWD, Case, make_inputs, nbxent_call, torch_call
 
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Speed, vectorization and (optionally exhaustive) accuracy of nbxent._fastmath.
+"""Speed, vectorization and (optionally exhaustive) accuracy of nbxent._cpu.fastmath.
 
     .venv/bin/python benchmarks/bench_fastmath.py              # speed + assembly check
     .venv/bin/python benchmarks/bench_fastmath.py --exhaustive # + every float32 in [-104, 89]
@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nbxent._fastmath import exp_f32, exp_f64  # noqa: E402
+from nbxent._cpu.fastmath import exp_f32, exp_f64  # noqa: E402
 
 FM = {"contract", "arcp", "reassoc"}
 

@@ -1,9 +1,11 @@
-"""The benchmark cases: inputs, the nbxent call, the torch call, the bytes moved.
+"""The benchmark cases: inputs, the nbxent call, the torch calls, the work per case.
 
-A case is data (loss, kind, shape, dtype, options); ``prepare`` turns it into
-zero-argument callables that each run the operation once on arrays built
-here, so the timing loop, the memory probe and the first-call probe share one
-definition. nbxent calls go through the public API only.
+A case is data (loss, kind, shape, dtype, options); the functions below turn it into
+zero-argument callables that each run the operation once on arrays built here, so the
+timing loop, the accuracy check, the memory probe and the first-call probe share one
+definition. nbxent calls go through the public API only. Every callable returns
+``(loss, grad)`` (``grad`` None for a forward) so the accuracy check can read any
+candidate's result the same way.
 """
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ LOSSES = ("ce", "nll", "bce", "bcewl")
 _NAMES = {"ce": "cross_entropy", "nll": "nll_loss", "bce": "binary_cross_entropy",
           "bcewl": "binary_cross_entropy_with_logits"}
 
+#: Transcendentals per input element that a kernel cannot avoid, by loss (the gradient of
+#: a fused call reuses them): the work of the compute roof (benchmarks/_harness.py).
+#: Per-row terms (one log per cross-entropy row) are left out: C times fewer.
+TRANSCENDENTALS = {"ce": ("exp",), "nll": (), "bce": ("log", "log1p"), "bcewl": ("exp", "log1p")}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -26,10 +33,11 @@ class Case:
     options: dict = field(default_factory=dict, hash=False, compare=False)
     tag: str = ""                  # shown after the operation name
     big: bool = False              # skipped by --quick
+    extra: bool = False            # only with --all (not a row of the speed targets)
 
     @property
     def op(self):
-        name = f"{_NAMES[self.loss]} {self.kind}"
+        name = f"{self.loss} {self.kind}"
         return f"{name} [{self.tag}]" if self.tag else name
 
     @property
@@ -37,16 +45,26 @@ class Case:
         shape = "x".join(map(str, self.shape))
         return f"{self.loss}-{self.kind}-{shape}-{self.dtype}" + (f"-{self.tag}" if self.tag else "")
 
+    @property
+    def numel(self):
+        return int(np.prod(self.shape))
+
 
 def default_cases():
-    ce_shapes = [((32, 10), False), ((1024, 1000), False), ((8192, 32000), True),
-                 ((4096, 128256), True), ((8, 21, 256, 256), True)]
-    cases = []
+    """Every row of the speed targets, then (``extra``) option and dtype variants."""
+    big2d = ((8192, 32000), (4096, 128256))
+    kdim = (8, 21, 256, 256)
+    cases = [Case("ce", FWD, (32, 10)), Case("ce", FWDBWD, (32, 10)),
+             Case("ce", FWD, (1024, 1000)), Case("ce", FWDBWD, (1024, 1000), extra=True)]
+    cases += [Case("ce", FWD, s, big=True) for s in big2d]
+    cases += [Case("ce", FWDBWD, s, big=True) for s in big2d]
+    cases.append(Case("ce", FWDBWD, (8192, 32000), dtype="float64", big=True))
+    cases.append(Case("ce", FWD, (8192, 32000), dtype="float64", big=True, extra=True))
+    cases += [Case("ce", FWD, kdim, big=True), Case("ce", FWDBWD, kdim, big=True)]
     for kind in (FWD, FWDBWD):
-        cases += [Case("ce", kind, s, big=b) for s, b in ce_shapes]
         cases.append(Case("ce", kind, (8192, 32000), options=dict(weight=True, ignore_index=-100,
-                          ignore_fraction=0.1, label_smoothing=0.1), tag="weight+ignore+smooth", big=True))
-        cases.append(Case("ce", kind, (8192, 32000), dtype="float64", big=True))
+                          ignore_fraction=0.1, label_smoothing=0.1), tag="weight+ignore+smooth",
+                          big=True, extra=True))
     for loss in ("nll", "bce", "bcewl"):
         cases.append(Case(loss, FWDBWD, (8192, 4096), big=True))
     return cases
@@ -85,10 +103,10 @@ def bytes_moved(case, arrays):
     return n + x.nbytes if case.kind == FWDBWD else n
 
 
-def _nbxent_kwargs(case, arrays):
+def _kwargs(case, arrays, conv=lambda a: a):
     kw = {}
     if arrays["w"] is not None:
-        kw["weight"] = arrays["w"]
+        kw["weight"] = conv(arrays["w"])
     if "ignore_index" in case.options:
         kw["ignore_index"] = case.options["ignore_index"]
     if case.options.get("label_smoothing"):
@@ -101,45 +119,49 @@ def nbxent_call(case, arrays):
     import nbxent
 
     x, t = arrays["x"], arrays["t"]
-    kw = _nbxent_kwargs(case, arrays)
+    kw = _kwargs(case, arrays)
     name = _NAMES[case.loss]
     if case.kind == FWD:
         fn = getattr(nbxent, name)
-        return lambda: fn(x, t, **kw)
+        return lambda: (fn(x, t, **kw), None)
     fn = getattr(nbxent, name + "_with_grad")
     buf = np.empty_like(x)
     return lambda: fn(x, t, out=buf, **kw)
 
 
-def torch_call(case, arrays):
-    """Zero-argument callable running torch once: forward under no_grad, or forward + backward."""
+def torch_call(case, arrays, compiled=False):
+    """Zero-argument callable running torch once: forward under no_grad, or forward + backward.
+
+    ``compiled``: the loss goes through ``torch.compile(dynamic=False)`` (Inductor's fused
+    C++), compiled by the first call, which the caller times separately. Each case gets a
+    fresh compilation (``torch._dynamo.reset()`` first), so a shape never reuses another's.
+    """
     import torch
     import torch.nn.functional as F
 
     x = torch.from_numpy(arrays["x"])
     t = torch.from_numpy(arrays["t"])
-    kw = {}
-    if arrays["w"] is not None:
-        kw["weight"] = torch.from_numpy(arrays["w"])
-    if "ignore_index" in case.options:
-        kw["ignore_index"] = case.options["ignore_index"]
-    if case.options.get("label_smoothing"):
-        kw["label_smoothing"] = case.options["label_smoothing"]
+    kw = _kwargs(case, arrays, torch.from_numpy)
     fn = getattr(F, _NAMES[case.loss])
+    if compiled:
+        torch._dynamo.reset()
+        fn = torch.compile(fn, dynamic=False)
     if case.kind == FWD:
         def fwd():
             with torch.no_grad():
-                return fn(x, t, **kw)
+                return fn(x, t, **kw), None
         return fwd
-    xg = x.requires_grad_(True)  # shares the NumPy buffer; nothing writes to it
+    # A leaf of its own that shares the NumPy buffer (nothing writes to it): the eager and
+    # the compiled callables of one case must not share a .grad slot.
+    xg = torch.from_numpy(arrays["x"]).requires_grad_(True)
 
     def fwd_bwd():
         xg.grad = None          # torch allocates a fresh gradient, as in a training step
         loss = fn(xg, t, **kw)
         loss.backward()
-        return loss
+        return loss.detach(), xg.grad
 
     def release():
         xg.grad = None
-    fwd_bwd.release = release   # lets the memory probe drop the warm-up's gradient
+    fwd_bwd.release = release   # drops the last gradient (memory probe, accuracy check)
     return fwd_bwd

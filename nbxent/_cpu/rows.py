@@ -2,7 +2,8 @@
 
 * ``seg_max``/``row_max``: NaN-skipping row maxima, vectorized through ``maxnum``.
 * ``sum_exp`` (sum, or sum and store each term, or in place), ``block_sum_exp``: the
-  shifted sums of exps, in x's dtype over short blocks folded into float64.
+  shifted sums of exps, in fixed lanes (the same bits for any vector width) folded into
+  float64 by a fixed tree.
 * ``sum_wx`` (label smoothing), ``scale_seg`` (the gradient's final scaling).
 
 Helpers are separate ``@njit`` functions (LLVM inlines them into the callers' loops);
@@ -17,13 +18,13 @@ from numba import njit
 from nbxent._core.jit import CACHE
 from nbxent._cpu.fastmath import cast_like, exp_diff, maxnum
 
-#: fastmath flags of the row kernels: reassociation lets the float32 block sums and the
-#: gradient loop widen; never nnan/ninf (NaN/inf semantics are part of the contract).
+#: fastmath flags of the row kernels: reassociation lets the gradient loop widen (the sums
+#: are written so that no flag can regroup them); never nnan/ninf (NaN/inf semantics are
+#: part of the contract).
 FASTMATH = {"contract", "arcp", "reassoc"}
 
-#: Length of a float32 partial sum before it is folded into the float64 total: long
-#: enough to keep full vector width, short enough that its rounding error (a few ulp of
-#: float32 over ~BLOCK/lanes additions) stays below the float32 result's last bit.
+#: Terms per block of a vectorized sum (see LANES): a block's terms and their lanes
+#: stay in L1.
 BLOCK = 512
 
 
@@ -69,70 +70,131 @@ def row_max(x, n, C):
     return seg_max(x, n, 0, C)
 
 
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def block_sum_exp(x, n, lo, hi, m):
-    """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64: blocks summed in x's dtype."""
-    total = 0.0
-    row = x[n]
-    j = lo
-    while j < hi:
-        # A slice indexed from 0 lets Numba prove the index non-negative (no wraparound
-        # select), which keeps the loop a plain contiguous vector loop.
-        seg = row[j:min(j + BLOCK, hi)]
-        acc = cast_like(0.0, m)
-        for c in range(seg.shape[0]):
-            acc += exp_diff(seg[c], m)
-        total += np.float64(acc)
-        j += BLOCK
-    return total
+#: Every vectorized sum runs in ``LANES`` lanes: term ``j`` of a block of ``BLOCK`` goes to
+#: lane ``j`` (an elementwise add, fused into the exp loop), and the lanes are summed in
+#: float64 by a fixed pairwise tree at the end. No loop reduces across its vector, so the
+#: order (hence the bits) does not depend on the host's vector width; LLVM's own
+#: reductions sum in as many lanes as the vectors hold (8 float32 with AVX2, 16 with
+#: AVX-512, times its interleave). A lane holds ``CB / BLOCK = 16`` terms at most, in x's
+#: dtype: the rounding of a float32 lane stays below the float32 result's last bit.
+LANES = BLOCK
 
 
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_exp(src, dst, n, lo, hi, m, store):
-    """``sum_{lo <= c < hi} exp(src[n, c] - m)`` (exact shift) as float64.
+@njit(cache=CACHE, error_model="numpy")
+def lane_span(used):
+    """Lanes a sum over ``used`` (<= LANES) lanes spans: the smallest power of two >= used."""
+    h = 1
+    while h < used:
+        h *= 2
+    return h
 
-    The sum runs in x's dtype over blocks of ``BLOCK`` and is folded into float64.
-    ``store``: 0 sum only; 1 also write each term to ``dst[n, c]``; 2 the same in place
-    (``src`` is ``dst``'s memory): the loop then reads and writes through ``dst`` alone,
-    because two array arguments that alias fail LLVM's runtime overlap check and run the
-    scalar fallback loop (5x slower, and its sum order would change the bits).
+
+@njit(cache=CACHE, error_model="numpy")
+def fold_lanes(acc, f64, used):
+    """``sum(acc[:used])`` in float64 by a fixed pairwise tree over ``lane_span(used)`` lanes.
+
+    Lanes past ``used`` must be 0; ``f64`` is float64 scratch of ``LANES`` (may be ``acc``
+    itself when that is float64). Compiled without fastmath: no flag lets LLVM regroup the
+    tree, and each level is elementwise, so the order depends on ``used`` only.
     """
-    total = 0.0
+    h = lane_span(used)
+    if h == 1:
+        return np.float64(acc[0]) if used > 0 else 0.0
+    h //= 2
+    for k in range(h):
+        f64[k] = np.float64(acc[k]) + np.float64(acc[k + h])
+    while h > 1:
+        h //= 2
+        for k in range(h):
+            f64[k] = f64[k] + f64[k + h]
+    return f64[0]
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_lanes(a, m, acc):
+    for c in range(a.shape[0]):
+        acc[c] += exp_diff(a[c], m)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_lanes_into(a, b, m, acc):
+    for c in range(a.shape[0]):
+        e = exp_diff(a[c], m)
+        b[c] = e
+        acc[c] += e
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_lanes_inplace(b, m, acc):
+    # in place through one array: two aliasing array arguments fail LLVM's runtime
+    # overlap check and run the scalar fallback loop (5x slower)
+    for c in range(b.shape[0]):
+        e = exp_diff(b[c], m)
+        b[c] = e
+        acc[c] += e
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
+    """``sum_{lo <= c < hi, c != skip} exp(src[n, c] - m)`` (exact shift) as float64.
+
+    Block by block of ``BLOCK`` terms, each term added to its lane of ``acc`` (x's dtype,
+    ``LANES``) in the exp loop itself; :func:`fold_lanes` (``f64``: float64 scratch of
+    ``LANES``) sums the lanes at the end. ``store``: 0 sum only; 1 also write each term to
+    ``dst[n, c]``; 2 the same in place (``src`` is ``dst``'s memory, read through ``dst``).
+    ``skip`` (-1: none): the column whose term stays out of the sum (its lane is restored
+    after its block; a stored term there is left for the caller to overwrite).
+    """
+    used = min(hi - lo, LANES)
+    zero = cast_like(0.0, m)
+    for k in range(lane_span(used)):
+        acc[k] = zero
     j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
-        acc = cast_like(0.0, m)
+        inside = j <= skip < j1
+        keep = acc[skip - j] if inside else zero
+        # A slice indexed from 0 lets Numba prove the index non-negative (no wraparound
+        # select), which keeps the loop a plain contiguous vector loop.
         if store == 2:
-            b = dst[n, j:j1]
-            for c in range(b.shape[0]):
-                e = exp_diff(b[c], m)
-                b[c] = e
-                acc += e
+            _exp_lanes_inplace(dst[n, j:j1], m, acc)
         elif store == 1:
-            a = src[n, j:j1]
-            b = dst[n, j:j1]
-            for c in range(a.shape[0]):
-                e = exp_diff(a[c], m)
-                b[c] = e
-                acc += e
+            _exp_lanes_into(src[n, j:j1], dst[n, j:j1], m, acc)
         else:
-            a = src[n, j:j1]
-            for c in range(a.shape[0]):
-                acc += exp_diff(a[c], m)
-        total += np.float64(acc)
+            _exp_lanes(src[n, j:j1], m, acc)
+        if inside:
+            acc[skip - j] = keep
         j = j1
-    return total
+    return fold_lanes(acc, f64, used)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_wx(x, n, lo, hi, w):
-    """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term)."""
-    a = x[n, lo:hi]
-    b = w[lo:hi]
-    acc = 0.0
+def block_sum_exp(x, n, lo, hi, m, acc, f64):
+    """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (:func:`sum_exp`, nothing stored)."""
+    return sum_exp(x, x, n, lo, hi, m, 0, -1, acc, f64)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _add_wx(a, b, acc):
     for c in range(a.shape[0]):
-        acc += np.float64(b[c]) * np.float64(a[c])
-    return acc
+        acc[c] += np.float64(b[c]) * np.float64(a[c])
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_wx(x, n, lo, hi, w, f64):
+    """``sum_{lo <= c < hi} w[c] * x[n, c]`` in float64 (the label-smoothing term).
+
+    In the float64 lanes ``f64`` (scratch of ``LANES``), summed by :func:`fold_lanes`.
+    """
+    used = min(hi - lo, LANES)
+    for k in range(lane_span(used)):
+        f64[k] = 0.0
+    j = lo
+    while j < hi:
+        j1 = min(j + BLOCK, hi)
+        _add_wx(x[n, j:j1], w[j:j1], f64)
+        j = j1
+    return fold_lanes(f64, f64, used)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)

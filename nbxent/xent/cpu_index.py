@@ -49,8 +49,8 @@ from nbxent._core.reduction import neumaier_sum, weight_sum
 from nbxent._cpu.fastmath import cast_like
 from nbxent._cpu.threads import PARALLEL_MIN, use_parallel
 from nbxent.xent.cpu_rows import index_row as _index_row
-from nbxent.xent.cpu_rows import n_blocks
-from nbxent.xent.cpu_spatial import KBLOCK
+from nbxent.xent.cpu_rows import scratch_len
+from nbxent.xent.cpu_spatial import KBLOCK, SC_ROWS
 from nbxent.xent.cpu_spatial import index_block as _index_block
 from nbxent.xent.validate import CEPlan
 
@@ -98,7 +98,7 @@ def scan_targets(plan: CEPlan, t_flat, w_compute, target_shape) -> tuple:
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
 def _index_rows_par(x, t, w, sumw, g, opts, loss, grad):
-    nb = n_blocks(x.shape[1])
+    nb = scratch_len(x.shape[1])
     for n in prange(x.shape[0]):
         mb = np.empty(nb, dtype=x.dtype)
         sb = np.empty(nb)
@@ -124,7 +124,7 @@ def index_rows_serial(x, t, w, g, opts, loss, grad):
     if opts.mean and opts.gstride == 0:
         gg = np.empty(1)
         gg[0] = g[0] / W
-    nb = n_blocks(x.shape[1])
+    nb = scratch_len(x.shape[1])
     mb = np.empty(nb, dtype=x.dtype)
     sb = np.empty(nb)
     for n in range(x.shape[0]):
@@ -135,22 +135,35 @@ def index_rows_serial(x, t, w, g, opts, loss, grad):
     return -1, total, W
 
 
+#: Spatial work items per scratch allocation (one tile and one float64 scratch per group):
+#: items are independent, so the grouping changes no result.
+SPATIAL_GROUP = 16
+
+
 @njit(parallel=True, cache=CACHE, error_model="numpy")
 def _index_spatial_par(x, t, w, sumw, g, opts, loss, grad):
-    N, K = x.shape[0], x.shape[2]
+    N, C, K = x.shape
     nkb = (K + KBLOCK - 1) // KBLOCK
-    for item in prange(N * nkb):
-        n = item // nkb
-        k0 = (item % nkb) * KBLOCK
-        _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, sumw, g, opts, loss, grad)
+    items = N * nkb
+    for grp in prange((items + SPATIAL_GROUP - 1) // SPATIAL_GROUP):
+        tile = np.empty((C + 5, KBLOCK), dtype=x.dtype)
+        sc = np.empty((SC_ROWS, KBLOCK))
+        for item in range(grp * SPATIAL_GROUP, min(items, (grp + 1) * SPATIAL_GROUP)):
+            n = item // nkb
+            k0 = (item % nkb) * KBLOCK
+            _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, sumw, g, opts, loss, grad,
+                         tile, sc)
 
 
 @njit(cache=CACHE, error_model="numpy")
 def _index_spatial_ser(x, t, w, sumw, g, opts, loss, grad):
-    N, K = x.shape[0], x.shape[2]
+    N, C, K = x.shape
+    tile = np.empty((C + 5, KBLOCK), dtype=x.dtype)
+    sc = np.empty((SC_ROWS, KBLOCK))
     for n in range(N):
         for k0 in range(0, K, KBLOCK):
-            _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, sumw, g, opts, loss, grad)
+            _index_block(x, n, k0, min(k0 + KBLOCK, K), t, w, sumw, g, opts, loss, grad,
+                         tile, sc)
 
 
 @njit(cache=CACHE, error_model="numpy")

@@ -23,10 +23,27 @@ from numba import njit, prange
 
 from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff
-from nbxent._cpu.rows import FASTMATH, block_sum_exp, row_max
+from nbxent._cpu.rows import FASTMATH, LANES, block_sum_exp, row_max
 from nbxent._cpu.threads import use_parallel
 from nbxent.xent.cpu_spatial import KBLOCK
 from nbxent.xent.formulas import log_prob, smooth_target
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _prob_sums(x, n, q, w, a, b, smooth, m64, log_s):
+    """``(sum_c w_c q_c lp_c, sum_c w_c q_c)`` in float64, left to right.
+
+    Compiled without fastmath: a reassociated sum would be vectorized in as many lanes as
+    the host's vectors hold, and its bits would differ between AVX2 and AVX-512 hosts.
+    """
+    acc = 0.0
+    swq = 0.0
+    for c in range(x.shape[1]):
+        qc = smooth_target(q[n, c], a, b, smooth)
+        wq = np.float64(w[c]) * np.float64(qc)
+        acc += wq * log_prob(np.float64(x[n, c]), m64, log_s)
+        swq += wq
+    return acc, swq
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
@@ -35,20 +52,16 @@ def _prob_row(x, n, q, w, g, opts, loss, grad, gradq):
     smooth = eps > 0.0
     C = x.shape[1]
     m = row_max(x, n, C)
-    s = block_sum_exp(x, n, 0, C, m)
+    lanes = np.empty(LANES, dtype=x.dtype)
+    f64 = np.empty(LANES)
+    s = block_sum_exp(x, n, 0, C, m, lanes, f64)
     m64 = np.float64(m)
     # lp_c = (x_c - m) - log(s): two terms of the same sign, no cancellation (x_c - lse
     # would lose the low bits of lse when lp_c is small).
     log_s = np.log(s)
     a = cast_like(1.0 - eps, m)
     b = cast_like(eps / C, m)
-    acc = 0.0
-    swq = 0.0
-    for c in range(C):
-        qc = smooth_target(q[n, c], a, b, smooth)
-        wq = np.float64(w[c]) * np.float64(qc)
-        acc += wq * log_prob(np.float64(x[n, c]), m64, log_s)
-        swq += wq
+    acc, swq = _prob_sums(x, n, q, w, a, b, smooth, m64, log_s)
     loss[n] = -acc
     gs = g[n * opts.gstride]
     if opts.grad_target:

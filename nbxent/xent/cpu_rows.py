@@ -10,8 +10,9 @@ gradient are 1 MB, twice a core's L2). Per block ``b`` (``m_b`` = block max):
 
 1. ``m_b`` over 8 vector lanes;
 2. the fused pass: ``e_c = exp(x_c - m_b)`` written into the gradient row while its sum
-   ``s_b`` runs in x's dtype over short sub-blocks folded into float64 (one exp per
-   element; the forward alone only sums). The target's own term is left out of ``s_b``.
+   ``s_b`` runs in fixed lanes folded in float64 (one exp per element; the forward alone
+   only sums; the order, hence the bits, is the same for any vector width). The target's
+   own term is left out of ``s_b``.
 
 Then, with ``M = max_b m_b`` and ``f_b = exp(m_b - M)`` (1 for the block holding ``M``):
 ``s_other = sum_b f_b s_b``, ``e_t = exp(x_t - M)``, ``loss_t = index_loss(M, x_t, s_other,
@@ -38,7 +39,7 @@ from numba import njit
 
 from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff
-from nbxent._cpu.rows import FASTMATH, scale_seg, seg_max, sum_exp, sum_wx
+from nbxent._cpu.rows import FASTMATH, LANES, scale_seg, seg_max, sum_exp, sum_wx
 from nbxent.xent.formulas import (
     index_grad_scale,
     index_grad_target,
@@ -54,17 +55,44 @@ CB = 8192
 
 @njit(cache=CACHE)
 def n_blocks(C):
-    """Column blocks of a row of ``C`` logits (the scratch size of :func:`index_row`)."""
+    """Column blocks of a row of ``C`` logits."""
     return (C + CB - 1) // CB
+
+
+@njit(cache=CACHE)
+def scratch_len(C):
+    """Length of each scratch array of :func:`index_row` for rows of ``C`` logits."""
+    return n_blocks(C) + LANES
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _combine_blocks(mb, sb, nb, M):
+    """``s_other = sum_b f_b s_b`` in block order, ``f_b = exp(m_b - M)``, stored into ``sb``.
+
+    Compiled without fastmath: with 'reassoc' LLVM may vectorize this sum over blocks in
+    as many lanes as the host's vectors hold, which changes its bits between hosts.
+    """
+    M64 = np.float64(M)
+    s_other = 0.0
+    for b in range(nb):
+        if mb[b] == M:
+            f = 1.0
+        elif mb[b] == -np.inf:
+            f = 0.0
+        else:
+            f = exp_diff(np.float64(mb[b]), M64)
+        s_other += sb[b] * f
+        sb[b] = f
+    return s_other
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
     """Loss (and gradient row) of sample ``n``; see the module docstring.
 
-    ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of at least
-    ``ceil(C / CB)`` elements (block maxima, block sums then factors), passed in so a
-    serial caller allocates them once and not per row.
+    ``mb`` (x's dtype) and ``sb`` (float64) are scratch arrays of ``scratch_len(C)``
+    elements (block maxima, block sums then factors, and the fixed lanes of the partial
+    sums), passed in so a serial caller allocates them once and not per row.
     """
     C = x.shape[1]
     ii, eps, grad_mode = opts.ignore_index, opts.eps, opts.grad_mode
@@ -76,6 +104,8 @@ def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
     # x-aliasing-grad to the scalar fallback loop (5x slower).
     src = grad if grad_mode == GRAD_IN_PLACE else x
     nb = n_blocks(C)
+    lanes = mb[nb:nb + LANES]        # the partial sums' lanes (x's dtype)
+    f64 = sb[nb:nb + LANES]          # their float64 fold
     xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
     wx = 0.0
     for b in range(nb):
@@ -85,33 +115,15 @@ def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
         mb[b] = m
         sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
         if eps > 0.0 and not ignored:
-            wx += sum_wx(src, n, lo, hi, w)
-        # The block as one or two segments around the target (whose term stays out of the
-        # sum); one call site, so the vectorized exp loop is inlined once.
-        cut0 = hi
-        cut1 = hi
-        if not ignored and lo <= tn < hi:
-            cut0 = tn
-            cut1 = tn + 1
-        acc = 0.0
-        for part in range(2):
-            acc += sum_exp(src, grad, n, lo if part == 0 else cut1, cut0 if part == 0 else hi,
-                           sh, store)
-        sb[b] = acc
+            wx += sum_wx(src, n, lo, hi, w, f64)
+        # The target's own term stays out of the sum (a gradient row gets its target
+        # element written last).
+        sb[b] = sum_exp(src, grad, n, lo, hi, sh, store, tn if not ignored else -1, lanes, f64)
     M = mb[0]
     for b in range(1, nb):
         M = mb[b] if mb[b] > M else M
     M64 = np.float64(M)
-    s_other = 0.0
-    for b in range(nb):
-        if mb[b] == M:
-            f = 1.0
-        elif mb[b] == -np.inf:
-            f = 0.0
-        else:
-            f = exp_diff(np.float64(mb[b]), M64)
-        s_other += sb[b] * f
-        sb[b] = f                    # sb now holds the block factors f_b
+    s_other = _combine_blocks(mb, sb, nb, M)   # sb now holds the block factors f_b
     if M == -np.inf:
         s_other = math.nan            # all -inf/NaN row: torch's log_softmax is NaN
     if ignored:

@@ -2,146 +2,298 @@
 
 Signature, one per float dtype (see nbxent/xent/cpu_index.py for the argument conventions):
 
-    index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad)
+    index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc)
 
 A work item is one batch index ``n`` and a block of positions ``k0 <= k < k1``. The class
 stride is ``K``, so one class of the block, ``x[n, c, k0:k1]``, is contiguous: every pass
 runs the class loop outside and a vector loop over the block's positions inside, with the
-running max, sums and scales held in small per-block arrays (no stride-``K`` gathers). The
-block is first copied into a contiguous ``(C, nb)`` tile (see the kernel for why):
+running max, sums and scales held in small per-block arrays (no stride-``K`` gathers).
+``tile`` (``(C + 5, KBLOCK)``, x's dtype: the block, its max, two scales, two
+float32 log1p rows) and ``sc`` (``(SC_ROWS, KBLOCK)`` float64) are
+scratch, allocated once per group of work items by the driver. Passes:
 
-1. ``m_k = max_c x[n, c, k]``;
-2. ``e = exp(x - m_k)`` (exact shift) over the tile in place, summed in float64 into
-   ``s_other_k`` with the target's own term left out;
-3. ``e_t = exp(x_t - m_k)`` (float64, vectorized), then per position ``loss_t =
-   index_loss(...)`` (one libm log) and the gradient scale;
-4. the tile is scaled class by class into the gradient, the target element written from
-   ``p_t - 1 = -s_other / s`` (no cancellation when ``p_t ~ 1``, as ``expm1(-loss_t)``),
-   and copied out.
+1. the block is copied into the contiguous ``(C, nb)`` tile while ``m_k = max_c x[n, c, k]``
+   runs (one read of the logits; see the kernel for why the copy);
+2. ``e = exp(x - m_k)`` (exact shift), summed in float64 into ``s_other_k`` with the
+   target's own term left out; stored back into the tile only when a gradient is wanted;
+3. per position, vectorized: ``e_t = exp(x_t - m_k)`` (float64), the loss from
+   ``log1p(z)`` with ``z = s_other`` (target is the max, ``e_t = 1``) or ``(s_other - 1)
+   + e_t`` (float32: :func:`_log1p_pos`, vectorized; float64: libm), and the gradient
+   scale;
+4. the gradient is written from the tile class by class, scaled, and the target element
+   overwritten from ``p_t - 1 = -s_other / s`` (no cancellation when ``p_t ~ 1``, as
+   ``expm1(-loss_t)``).
 
 The target's term is masked out of the sum by a multiply, not a select: a select into an
 array slot compiles to a masked store (microcoded here). ``e * 0`` is NaN only when ``e``
 is, and then the loss is NaN anyway. Summing ``C`` float64 terms in class order gives a
-relative error of at most ``(C - 1) * u64`` in ``s``, far below the float32 result's last bit.
+relative error of at most ``(C - 1) * u64`` in ``s``, far below the float32 result's last
+bit. Every loop is elementwise over positions (no reduction across lanes), so the bits do
+not depend on the host's vector width.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from nbxent._core.jit import CACHE, GRAD_NONE
-from nbxent._cpu.fastmath import cast_like, exp_diff, maxnum
+from nbxent._cpu.fastmath import cast_like, exp_diff, exp_f64, log1p_f32, maxnum
 from nbxent._cpu.rows import FASTMATH
 from nbxent.xent.formulas import index_grad_scale, index_grad_target, index_loss, index_value
 
 #: Spatial positions per work item: a few vector widths, and C of them (logits plus
 #: gradient) stay in L1/L2 for the usual class counts.
 KBLOCK = 256
+#: Rows of the float64 scratch ``sc`` of :func:`index_block`.
+SC_ROWS = 11
+
+_F32_ONE = np.float32(1.0)
+_TINY_Z = 2.0 ** -20
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _log1p_pos_f32(z):
+    """``log1p(z)`` for float64 ``z >= 0`` (or NaN) to ~1e-13 relative, vectorizable.
+
+    ``y0 = log1p_f32(z)`` (<= 1 ulp of float32) refined by one Newton step for
+    ``exp(y) = 1 + z`` in float64, ``y1 = y0 + ((1 + z) exp(-y0) - 1)``: the step leaves
+    ``(y0 - y)**2 / 2`` (a few 1e-15 relative) plus the rounding of ``1 + z`` (1e-16
+    absolute: 1e-10 relative at the smallest z taken here). Below ``2**-20`` the series
+    ``z (1 - z (1/2 - z/3))`` is used (truncation ``z**4 / 4``). Used for float32 inputs,
+    whose results are rounded to float32 (6e-8 relative) in the end.
+    """
+    y0 = np.float64(log1p_f32(np.float32(z)))
+    y1 = y0 + ((1.0 + z) * exp_f64(-y0) - 1.0)
+    small = z * (1.0 - z * (0.5 - z * (1.0 / 3.0)))
+    y = small if z < _TINY_Z else y1
+    return y if z < np.inf else z      # +inf stays +inf (NaN: both branches are NaN)
+
+
+def _pos_losses(mx, m64, xt, so, e_t, z, z32, y0, lt, nb):  # pragma: no cover - overloaded
+    """Per-position ``loss_t`` into ``lt``; by the dtype of the block max ``mx``."""
+
+
+@overload(_pos_losses)
+def _ov_pos_losses(mx, m64, xt, so, e_t, z, z32, y0, lt, nb):
+    if mx.dtype == types.float32:
+        def impl(mx, m64, xt, so, e_t, z, z32, y0, lt, nb):
+            # log1p_f32 guess + one float64 Newton step (see _log1p_pos_f32), vectorized
+            _log1p_arg(m64, xt, so, e_t, z, nb)
+            _to_f32(z, z32, nb)
+            _log1p_guess(z32, y0, nb)
+            _losses_newton(m64, xt, z, y0, lt, nb)
+        return impl
+    if mx.dtype == types.float64:
+        def impl(mx, m64, xt, so, e_t, z, z32, y0, lt, nb):
+            _losses_libm(m64, xt, so, e_t, lt, nb)   # float64 results need libm's accuracy
+        return impl
+    return None
+
+
+def _pos_log(s, m):  # pragma: no cover - replaced by the overload in compiled code
+    return math.log(s)
+
+
+@overload(_pos_log)
+def _ov_pos_log(s, m):
+    if m == types.float32:
+        def impl(s, m):
+            return _log1p_pos_f32(s - 1.0)       # s >= 1: s - 1 loses nothing that counts
+        return impl
+    if m == types.float64:
+        def impl(s, m):
+            return math.log(s)
+        return impl
+    return None
+
+
+# The per-position loops are functions of their own, each over few arrays and one float
+# width: a loop that mixes the float32 polynomial with float64 stores, or needs many runtime
+# overlap checks, stays scalar (measured: 72 ns per position instead of a few).
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _target_exp(xt, mx, m64, e_t, nb):
+    for kk in range(nb):
+        m = np.float64(mx[kk])
+        m64[kk] = m
+        e_t[kk] = exp_diff(xt[kk], m)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
+def _log1p_arg(m64, xt, so, e_t, z, nb):
+    # log(s) = log1p(z), z = s - 1: s_other itself when the target is the max (e_t = 1;
+    # the log1p form keeps tiny losses), else (s_other - 1) + e_t (s_other >= 1 holds the
+    # max's own term)
+    for kk in range(nb):
+        z[kk] = so[kk] if xt[kk] == m64[kk] else (so[kk] - 1.0) + e_t[kk]
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _to_f32(src, dst, nb):
+    for kk in range(nb):
+        dst[kk] = np.float32(src[kk])
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _log1p_guess(z32, y0, nb):
+    for kk in range(nb):
+        y0[kk] = log1p_f32(z32[kk])
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _losses_newton(m64, xt, z, y0, lt, nb):
+    """``loss_t = (m - x_t) + log1p(z)``, ``log1p`` as in :func:`_log1p_pos_f32`."""
+    for kk in range(nb):
+        zz = z[kk]
+        g = np.float64(y0[kk])
+        y1 = g + ((1.0 + zz) * exp_f64(-g) - 1.0)
+        small = zz * (1.0 - zz * (0.5 - zz * (1.0 / 3.0)))
+        y = small if zz < _TINY_Z else y1
+        y = y if zz < np.inf else zz
+        m = m64[kk]
+        # the target at a +-inf row max: torch's inf - inf
+        bad = xt[kk] == m and (m == np.inf or m == -np.inf)
+        lt[kk] = np.nan if bad else (m - xt[kk]) + y
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _values(wt, lt, xt, tcf, out, C, opts, nb):
+    # the per-position value from nll = w_t * loss_t (-0.0 * w_t for a zero loss, as
+    # torch), without smoothing; +0.0 where ignored (tcf < 0)
+    for kk in range(nb):
+        wtk = wt[kk]
+        ltk = lt[kk]
+        nll = -0.0 * wtk if ltk == 0.0 else wtk * ltk
+        val = index_value(nll, 0.0, xt[kk] + ltk, C, opts)
+        out[kk] = val if tcf[kk] >= 0.0 else 0.0
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _losses_libm(m64, xt, so, e_t, lt, nb):
+    for kk in range(nb):
+        lt[kk] = index_loss(m64[kk], xt[kk], so[kk], e_t[kk])
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
     """Losses (and gradient) of positions ``k0 .. k1`` of batch index ``n``; see module doc."""
-    ii, eps, grad_mode = opts.ignore_index, opts.eps, opts.grad_mode
+    ii, grad_mode = opts.ignore_index, opts.grad_mode
     C = x.shape[1]
     K = x.shape[2]
     nb = k1 - k0
     # The block's C class segments lie K elements apart: with K a multiple of 1024 they all
     # map to the same cache sets and evict each other between passes. One streaming copy
     # into a contiguous (C, nb) tile makes every later pass an L1/L2 hit; the gradient is
-    # built in the tile and copied out once. (In place, GRAD_IN_PLACE, is then free: the
-    # block is read in full before anything is written.)
-    tile = np.empty((C, nb), dtype=x.dtype)
-    for c in range(C):
-        tr = tile[c]
+    # built from the tile. (In place, GRAD_IN_PLACE, is then free: the block is read in
+    # full before anything is written.) The max runs in the copy loop.
+    tr = tile[0, :nb]
+    xr = x[n, 0, k0:k1]
+    for kk in range(nb):
+        tr[kk] = xr[kk]
+    mx = tile[C, :nb]
+    for kk in range(nb):
+        mx[kk] = tr[kk]
+    for c in range(1, C):
+        tr = tile[c, :nb]
         xr = x[n, c, k0:k1]
         for kk in range(nb):
-            tr[kk] = xr[kk]
+            v = xr[kk]
+            tr[kk] = v
+            mx[kk] = maxnum(mx[kk], v)
     tk = t[n * K + k0:n * K + k1]
-    m = tile[0].copy()
-    for c in range(1, C):
-        tr = tile[c]
-        for kk in range(nb):
-            m[kk] = maxnum(m[kk], tr[kk])
-    # Target logits and the class left out of each position's sum (-1 where ignored:
-    # ignore_index may be a class).
-    xt = np.empty(nb)
-    tc = np.empty(nb, dtype=np.int64)
+    s_other = sc[0, :nb]
+    wx = sc[1, :nb]
+    xt = sc[2, :nb]
+    e_t = sc[3, :nb]
+    wt = sc[4, :nb]
+    pm1 = sc[5, :nb]
+    tcf = sc[6, :nb]     # the class left out of each position's sum, as float64 (-1: ignored)
+    cpw = sc[7, :nb]
+    # Target logits and weights (gathers: scalar).
     for kk in range(nb):
         tv = tk[kk]
         valid = tv != ii
-        xt[kk] = np.float64(tile[tv, kk] if valid else m[kk])
-        tc[kk] = tv if valid else -1
-    s_other = np.zeros(nb)
-    wx = np.zeros(nb)
+        tvc = tv if valid else 0
+        xt[kk] = np.float64(tile[tvc, kk] if valid else mx[kk])
+        tcf[kk] = np.float64(tvc) if valid else -1.0
+        wt[kk] = np.float64(w[tvc]) if valid else 0.0
+        s_other[kk] = 0.0
+        wx[kk] = 0.0
     for c in range(C):
-        tr = tile[c]
-        if eps > 0.0:
+        tr = tile[c, :nb]
+        if opts.smooth:
             wc = np.float64(w[c])
             for kk in range(nb):
                 wx[kk] += wc * np.float64(tr[kk])
+        cf = np.float64(c)
         # Two short loops over few arrays each, not one over five: LLVM gives up on
         # vectorizing a loop that needs too many runtime overlap checks.
+        # (One loop computing the exp and accumulating mixes float32 and float64 lanes
+        # and stays scalar; the tile is in L1, so storing the exps costs little.)
         for kk in range(nb):
-            tr[kk] = exp_diff(tr[kk], m[kk])
+            tr[kk] = exp_diff(tr[kk], mx[kk])
         for kk in range(nb):
-            s_other[kk] += np.float64(tr[kk]) * (tc[kk] != c)
-    # e_t = exp(x_t - m) in float64 (exact shift), vectorized over the positions
-    e_t = np.empty(nb)
-    for kk in range(nb):
-        e_t[kk] = exp_diff(xt[kk], np.float64(m[kk]))
-    # Per position: loss and gradient scales.
-    c_p = np.empty(nb, dtype=x.dtype)
-    c_w = np.empty(nb, dtype=x.dtype)
-    pm1 = np.empty(nb)
-    for kk in range(nb):
-        i = n * K + k0 + kk
-        tv = tk[kk]
-        m64 = np.float64(m[kk])
-        if tv == ii:
-            loss[i] = 0.0
-            c_p[kk] = cast_like(np.nan if math.isnan(s_other[kk]) else 0.0, m[kk])
-            c_w[kk] = c_p[kk]
-            continue
-        lt = index_loss(m64, xt[kk], s_other[kk], e_t[kk])
-        s = s_other[kk] + e_t[kk]
-        wt = np.float64(w[tv])
-        nll = -0.0 * wt if lt == 0.0 else wt * lt
-        lse = xt[kk] + lt                # the position's log-sum-exp, from loss_t = lse - x_t
-        smooth_sum = 0.0
-        if opts.smooth:
+            s_other[kk] += np.float64(tr[kk]) * (tcf[kk] != cf)
+    # Per position, vectorized: e_t = exp(x_t - m) in float64 (exact shift), the loss, the
+    # gradient scales. Ignored positions (tcf < 0) are masked by selects.
+    m64 = sc[8, :nb]
+    z = sc[9, :nb]
+    _target_exp(xt, mx, m64, e_t, nb)
+    lt = sc[10, :nb]
+    _pos_losses(mx, m64, xt, s_other, e_t, z, tile[C + 3, :nb], tile[C + 4, :nb], lt, nb)
+    base = loss[n * K + k0:n * K + k1]
+    if opts.smooth:
+        for kk in range(nb):
+            wtk = wt[kk]
+            ltk = lt[kk]
+            nll = -0.0 * wtk if ltk == 0.0 else wtk * ltk
             # -sum_c w_c * lp_c with lp_c = (x_c - m) - log(s)
-            smooth_sum = -((wx[kk] - sumw * m64) - sumw * math.log(s))
-        loss[i] = index_value(nll, smooth_sum, lse, C, opts)
-        if grad_mode != GRAD_NONE:
-            gs = g[i * opts.gstride]
-            c_p[kk] = cast_like(index_grad_scale(gs, wt, sumw, lse, opts) / s, m[kk])
-            c_w[kk] = cast_like(gs * opts.epsc, m[kk])
-            # p_t - 1 = (e_t - s) / s = -s_other / s: no cancellation however close p_t is to 1
-            pm1[kk] = index_grad_target(gs, wt, sumw, -s_other[kk] / s, e_t[kk] / s, lse, opts)
+            s = s_other[kk] + e_t[kk]
+            m64k = m64[kk]
+            smooth_sum = -((wx[kk] - sumw * m64k) - sumw * _pos_log(s, mx[kk]))
+            val = index_value(nll, smooth_sum, xt[kk] + ltk, C, opts)
+            base[kk] = val if tcf[kk] >= 0.0 else 0.0
+    else:
+        _values(wt, lt, xt, tcf, base, C, opts, nb)
     if grad_mode == GRAD_NONE:
         return
+    for kk in range(nb):
+        i = n * K + k0 + kk
+        gs = g[i * opts.gstride]
+        so = s_other[kk]
+        s = so + e_t[kk]
+        wtk = wt[kk]
+        lse = xt[kk] + lt[kk]                    # the position's log-sum-exp
+        valid = tcf[kk] >= 0.0
+        ign = np.nan if so != so else 0.0        # ignored: 0, or NaN when lp is NaN
+        cp = index_grad_scale(gs, wtk, sumw, lse, opts) / s
+        xt[kk] = cp if valid else ign            # xt now holds the probability scale
+        cpw[kk] = gs * opts.epsc if valid else ign
+        # p_t - 1 = (e_t - s) / s = -s_other / s: no cancellation however close p_t is to 1
+        pm1[kk] = index_grad_target(gs, wtk, sumw, -so / s, e_t[kk] / s, lse, opts)
+    c_p = tile[C + 1, :nb]
+    c_w = tile[C + 2, :nb]
+    for kk in range(nb):
+        c_p[kk] = cast_like(xt[kk], mx[kk])
+        c_w[kk] = cast_like(cpw[kk], mx[kk])
     for c in range(C):
-        tr = tile[c]
+        tr = tile[c, :nb]
+        gr = grad[n, c, k0:k1]
         if opts.smooth:
             wc = w[c]
             for kk in range(nb):
-                tr[kk] = c_p[kk] * tr[kk] - c_w[kk] * wc
+                gr[kk] = c_p[kk] * tr[kk] - c_w[kk] * wc
         else:
             for kk in range(nb):
-                tr[kk] = c_p[kk] * tr[kk]
+                gr[kk] = c_p[kk] * tr[kk]
     for kk in range(nb):
-        tv = tk[kk]
-        if tv == ii:
-            fill = c_p[kk]          # 0, or NaN when the position's log-softmax is NaN
-            for c in range(C):
-                tile[c, kk] = fill
+        if tcf[kk] >= 0.0:
+            grad[n, tk[kk], k0 + kk] = cast_like(pm1[kk], mx[kk])
         else:
-            tile[tv, kk] = cast_like(pm1[kk], m[kk])
-    for c in range(C):
-        tr = tile[c]
-        gr = grad[n, c, k0:k1]
-        for kk in range(nb):
-            gr[kk] = tr[kk]
+            # ignored: 0, or NaN when the position's log-softmax is NaN; written over the
+            # column so that a NaN weight of a class no sample targets stays out of it
+            fill = c_p[kk]
+            for c in range(C):
+                grad[n, c, k0 + kk] = fill
