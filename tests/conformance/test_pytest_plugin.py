@@ -63,7 +63,8 @@ def test_items_per_check_and_failures_with_class_diagnosis_and_reproducer(projec
 
 def test_last_failed_k_and_x_select_and_stop_as_usual(project):
     d, rc, first = project
-    failed = sorted(line.split("-")[-1].rstrip("]") for line in first.splitlines()
+    # "FAILED ::conformance[<candidate>-<loss>-<check>] - <message>": the check is the id's last field
+    failed = sorted(line.split("]", 1)[0].rsplit("-", 1)[-1] for line in first.splitlines()
                     if line.startswith("FAILED ::conformance["))
     assert failed == ["nan_pattern", "value"], first
     # --lf keeps the two failed checks (test_trivial and the three passed checks are deselected), -k keeps
