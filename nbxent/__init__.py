@@ -15,6 +15,7 @@ For each loss ``L``:
   pass over the input; ``out=input`` writes the gradient in place.
 """
 from nbxent.functional import (
+    CrossEntropyOutput,
     binary_cross_entropy,
     binary_cross_entropy_backward,
     binary_cross_entropy_with_grad,
@@ -32,6 +33,7 @@ from nbxent.functional import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossEntropyOutput",
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_with_grad",

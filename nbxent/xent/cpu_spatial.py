@@ -102,6 +102,8 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
         m64 = np.float64(m[kk])
         if tv == ii:
             loss[i] = 0.0
+            if opts.want_lse:
+                opts.lse[i] = m64 + math.log(s_other[kk])   # the whole column here
             c_p[kk] = cast_like(np.nan if math.isnan(s_other[kk]) else 0.0, m[kk])
             c_w[kk] = c_p[kk]
             continue
@@ -110,6 +112,8 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
         wt = np.float64(w[tv])
         nll = -0.0 * wt if lt == 0.0 else wt * lt
         lse = xt[kk] + lt                # the position's log-sum-exp, from loss_t = lse - x_t
+        if opts.want_lse:
+            opts.lse[i] = lse
         smooth_sum = 0.0
         if opts.smooth:
             # -sum_c w_c * lp_c with lp_c = (x_c - m) - log(s)

@@ -31,7 +31,9 @@ CEPlan fields (everything a kernel launcher needs; nothing refers to memory):
 ``target_dtype``   dtype of the target as given
 ``result_dtype``   dtype of the loss: input dtype (index targets) or
                    ``result_type(input, target[, weight])`` (probability targets)
-``compute_dtype``  float32 or float64: what kernels compute in (float16 -> float32)
+``compute_dtype``  float32 or float64: what kernels compute in (float16, bfloat16 -> float32)
+``lse_square_scale``  the z-loss coefficient ``z`` (0.0: off); cross_entropy only
+``softcap``        the logit cap ``c`` (0.0: off), logits become ``c * tanh(x / c)``
 =================  ==========================================================================
 
 Torch's rules are in docs/semantics.md §1, §2, §4, §5, §11, §13; the deliberate differences
@@ -49,10 +51,11 @@ from nbxent._core.arrays import is_array as _is_array
 from nbxent._core.arrays import require_array as _require_array
 from nbxent._core.arrays import target_out_of_bounds
 from nbxent._core.dtypes import FLOATS, compute_dtype, torch_dtype_name
-from nbxent._core.reduction import NONE, parse_reduction
+from nbxent._core.reduction import MEAN, NONE, parse_reduction
 
 __all__ = [
     "CEPlan", "XentOptions", "CudaXentOptions", "kernel_options", "cuda_kernel_options",
+    "z_grad_ratio", "parse_llm_options",
     "plan_cross_entropy", "plan_nll_loss", "check_grad_output", "check_grad_output_shape",
     "parse_wrt", "values_without_classes", "host_input", "host_target_index", "host_target_prob",
     "host_weight", "host_grad_output",
@@ -86,6 +89,10 @@ class CEPlan:
     #: An error torch raises only after its target range check (so an out-of-range target
     #: wins): the backends raise it as RuntimeError once the targets are known to be in range.
     deferred_error: str = ""
+    #: The z-loss coefficient: ``z * lse**2`` per non-ignored sample (0.0: off).
+    lse_square_scale: float = 0.0
+    #: The logit cap ``c > 0`` (0.0: off).
+    softcap: float = 0.0
 
     @property
     def S(self) -> int:
@@ -117,17 +124,49 @@ class XentOptions(NamedTuple):
     grad_target: bool   #: probability targets: also write d loss / d target
     has_weight: bool    #: whether W sums the class weights (else it counts samples)
     mean: bool          #: the serial rows driver divides by W itself
+    zl: bool            #: z-loss on (its gradient term is skipped, not multiplied by 0)
+    zg: float           #: 2 * z * (g_z / g_s): the z-loss's factor of ``lse * p_j`` per g_s
+    capped: bool        #: softcap on
+    cap: float          #: the cap c (1.0 when off, never read then)
+    want_lse: bool      #: write each sample's log-sum-exp into ``lse``
+    lse: np.ndarray     #: float64 ``(S,)`` output buffer (empty unless ``want_lse``)
+
+
+_NO_LSE = np.empty(0)
+_NO_LSE.flags.writeable = False
+
+
+def z_grad_ratio(plan: CEPlan, W: float, n_valid: int) -> float:
+    """``g_z / g_s``: the z-loss's upstream gradient per unit of the main loss's.
+
+    The z-loss is unweighted and its ``'mean'`` divides by the count of non-ignored
+    samples (Liger-Kernel's convention, docs/semantics.md §13), while the main loss's
+    ``'mean'`` divides by ``W = sum w[t]``: the kernels get ``g_s = g / W``, so the z-loss
+    term needs ``W / n_valid``. 1 for 'none', 'sum' and probability targets (both divide by S).
+    """
+    if plan.reduction != MEAN or plan.prob or not plan.has_weight or n_valid == 0:
+        return 1.0
+    return float(W) / n_valid
 
 
 def kernel_options(plan: CEPlan, grad_mode: int = 0, gstride: int = 0,
-                   grad_target: bool = False, mean: bool = False) -> XentOptions:
-    """The kernels' option record for ``plan`` (values converted to the record's types)."""
+                   grad_target: bool = False, mean: bool = False, zratio: float = 1.0,
+                   lse=None) -> XentOptions:
+    """The kernels' option record for ``plan`` (values converted to the record's types).
+
+    ``zratio``: :func:`z_grad_ratio`; ``lse``: a float64 ``(S,)`` buffer for the per-sample
+    log-sum-exp, or None.
+    """
     eps = float(plan.eps)
+    z = float(plan.lse_square_scale)
+    cap = float(plan.softcap)
     return XentOptions(ignore_index=int(plan.ignore_index), eps=eps, smooth=eps > 0.0,
                        omeps=1.0 - eps, epsc=eps / plan.C if plan.C else 0.0,
                        grad_mode=int(grad_mode), gstride=int(gstride),
                        grad_target=bool(grad_target), has_weight=bool(plan.has_weight),
-                       mean=bool(mean))
+                       mean=bool(mean), zl=z != 0.0, zg=2.0 * z * float(zratio),
+                       capped=cap > 0.0, cap=cap if cap > 0.0 else 1.0,
+                       want_lse=lse is not None, lse=_NO_LSE if lse is None else lse)
 
 
 class CudaXentOptions(NamedTuple):
@@ -153,19 +192,32 @@ class CudaXentOptions(NamedTuple):
     grad_target: bool   #: also d loss / d target (probability targets)
     write_loss: bool    #: write per-sample losses ('none')
     sign: float         #: +1 or -1: the sign the per-block partials accumulate with
+    zl: bool            #: z-loss on
+    z: object           #: T(z), the z-loss coefficient
+    zg: object          #: T(2 * z * ratio): see XentOptions.zg
+    zratio: float       #: g_z / g_s (z_grad_ratio): the z-loss's weight in the main partials
+    capped: bool        #: softcap on
+    cap: object         #: T(c) (1 when off)
+    want_lse: bool      #: write each sample's log-sum-exp
+    write_z: bool       #: write each sample's z-loss ('none' with return_z_loss)
 
 
 def cuda_kernel_options(plan: CEPlan, wsum: float, grad_mode: int, grad_target: bool,
-                        write_loss: bool) -> CudaXentOptions:
+                        write_loss: bool, zratio: float = 1.0, want_lse: bool = False,
+                        write_z: bool = False) -> CudaXentOptions:
     """The CUDA kernels' option record for ``plan`` (T scalars in the compute dtype)."""
     T = plan.compute_dtype.type
     eps = float(plan.eps)
+    z = float(plan.lse_square_scale)
+    cap = float(plan.softcap)
     return CudaXentOptions(
         ignore_index=int(plan.ignore_index), prob=bool(plan.prob), smooth=eps > 0.0,
         reduction=int(plan.reduction), wsum=float(wsum), one=T(1), ninf=T(-np.inf),
         omeps=T(1.0 - eps), epsc=T(eps / plan.C if plan.C else 0.0), eps=eps,
         grad_mode=int(grad_mode), grad_target=bool(grad_target), write_loss=bool(write_loss),
-        sign=-1.0 if plan.prob else 1.0)
+        sign=-1.0 if plan.prob else 1.0, zl=z != 0.0, z=T(z), zg=T(2.0 * z * float(zratio)),
+        zratio=float(zratio), capped=cap > 0.0, cap=T(cap if cap > 0.0 else 1.0),
+        want_lse=bool(want_lse), write_z=bool(write_z))
 
 
 # ----------------------------------------------------------------------------- metadata part
@@ -192,6 +244,33 @@ def _parse_label_smoothing(fname, label_smoothing) -> float:
                            f"(argument 'label_smoothing'={label_smoothing!r})")
     # torch enters the smoothing branch only when eps > 0: negative and NaN act as 0.
     return eps if eps > 0.0 else 0.0
+
+
+def _parse_real(fname, name, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fname}: argument '{name}' must be float, not "
+                        f"{type(value).__name__} (got {value!r})")
+    return float(value)
+
+
+def parse_llm_options(fname, lse_square_scale=0.0, softcap=None):
+    """``(z, c)`` from the z-loss coefficient and the softcap (``c = 0.0`` when off).
+
+    ``lse_square_scale`` must be finite (a negative z is accepted: it is a plain
+    coefficient); ``softcap`` None, or finite and > 0 (``c * tanh(x / c)`` needs ``c != 0``,
+    and a negative ``c`` would flip the logits' order).
+    """
+    z = _parse_real(fname, "lse_square_scale", lse_square_scale)
+    if not np.isfinite(z):
+        raise ValueError(f"{fname}: argument 'lse_square_scale' must be finite, got {z}")
+    if softcap is None:
+        return z, 0.0
+    c = _parse_real(fname, "softcap", softcap)
+    if not (np.isfinite(c) and c > 0.0):
+        raise ValueError(f"{fname}: argument 'softcap' must be None or a finite float > 0, "
+                         f"got {softcap!r}")
+    return z, c
 
 
 def _check_input_dtype(fname, x):
@@ -292,9 +371,11 @@ def _result_shape(reduction, out_shape):
 
 
 def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                       label_smoothing=0.0, fname="cross_entropy") -> CEPlan:
+                       label_smoothing=0.0, fname="cross_entropy", lse_square_scale=0.0,
+                       softcap=None) -> CEPlan:
     """Check cross_entropy's arguments from metadata only and return the :class:`CEPlan`."""
     red = parse_reduction(fname, reduction)
+    z, cap = parse_llm_options(fname, lse_square_scale, softcap)
     _require_array(fname, "input", input)
     _require_array(fname, "target", target)
     ii = _parse_ignore_index(fname, ignore_index)
@@ -328,7 +409,7 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
                       result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
                       ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
                       target_dtype=t_dt, result_dtype=np.dtype(res),
-                      compute_dtype=compute_dtype(res))
+                      compute_dtype=compute_dtype(res), lse_square_scale=z, softcap=cap)
     if input.ndim == 0:
         raise IndexError(f"{fname}: Dimension specified as 1 but tensor has no dimensions "
                          f"(argument 'input' has shape ())")
@@ -347,7 +428,7 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
                   result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
                   ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
                   target_dtype=t_dt, result_dtype=x_dt, compute_dtype=compute_dtype(x_dt),
-                  deferred_error=deferred)
+                  deferred_error=deferred, lse_square_scale=z, softcap=cap)
 
 
 def plan_nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean",
