@@ -132,8 +132,9 @@ class XentOptions(NamedTuple):
     lse: np.ndarray     #: float64 ``(S,)`` output buffer (empty unless ``want_lse``)
 
 
+#: The lse buffer of a call that does not want one: empty, and writeable like a real one
+#: (a read-only array is another Numba type, so another compiled signature).
 _NO_LSE = np.empty(0)
-_NO_LSE.flags.writeable = False
 
 
 def z_grad_ratio(plan: CEPlan, W: float, n_valid: int) -> float:
