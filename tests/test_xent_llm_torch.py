@@ -13,8 +13,9 @@ absolute error of ~2 eps in a slope that is tiny where ``|u|`` is large (nbxent 
 import numpy as np
 import pytest
 
-from support import assert_conforms, assert_within, make_case, reference
 from conformance.tolerances import tolerance
+
+from support import assert_conforms, assert_within, make_case, reference
 
 pytest.importorskip("torch")
 
