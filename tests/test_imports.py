@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("torch", "scipy", "hypothesis", "mpmath", "conformance", "numba.cuda")
+FORBIDDEN = ("torch", "scipy", "hypothesis", "mpmath", "conformance", "numba.cuda", "ml_dtypes")
 
 
 def _modules_after(statement: str) -> set[str]:

@@ -14,7 +14,8 @@ _REDUCTIONS = ("none", "mean", "sum", "elementwise_mean")
 
 
 def _is_float(a: np.ndarray) -> bool:
-    return np.issubdtype(a.dtype, np.floating)
+    # ml_dtypes' bfloat16 is a NumPy extension dtype (kind 'V'), a float to torch (docs/semantics.md §2.8)
+    return np.issubdtype(a.dtype, np.floating) or a.dtype.name == "bfloat16"
 
 
 def class_error(loss: str, arrays: dict, kwargs: dict) -> str | None:

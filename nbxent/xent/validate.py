@@ -50,7 +50,7 @@ import numpy as np
 from nbxent._core.arrays import is_array as _is_array
 from nbxent._core.arrays import require_array as _require_array
 from nbxent._core.arrays import target_out_of_bounds
-from nbxent._core.dtypes import FLOATS, compute_dtype, torch_dtype_name
+from nbxent._core.dtypes import compute_dtype, is_float, result_type, torch_dtype_name
 from nbxent._core.reduction import MEAN, NONE, parse_reduction
 
 __all__ = [
@@ -279,10 +279,10 @@ def _check_input_dtype(fname, x):
     if kind in "iub":
         raise NotImplementedError(f"{fname}: not implemented for '{torch_dtype_name(x.dtype)}' "
                                   f"(argument 'input' has dtype {np.dtype(x.dtype).name}; "
-                                  f"expected float16, float32 or float64)")
-    if np.dtype(x.dtype) not in FLOATS:
+                                  f"expected float16, bfloat16, float32 or float64)")
+    if not is_float(x.dtype):
         raise TypeError(f"{fname}: unsupported dtype {np.dtype(x.dtype).name} for argument "
-                        f"'input' (expected float16, float32 or float64)")
+                        f"'input' (expected float16, bfloat16, float32 or float64)")
 
 
 def _check_weight_meta(fname, weight, C, spatial, prob):
@@ -301,7 +301,7 @@ def _check_weight_meta(fname, weight, C, spatial, prob):
             text = (f"weight tensor should be defined either for all {C} classes or no classes "
                     f"but got weight tensor of shape: {shown}")
         raise RuntimeError(f"{fname}: {text} (argument 'weight' has shape {shape}, C={C})")
-    if np.dtype(weight.dtype) not in FLOATS:
+    if not is_float(weight.dtype):
         raise RuntimeError(f"{fname}: expected a floating point weight but found "
                            f"{torch_dtype_name(weight.dtype)} (argument 'weight' has dtype "
                            f"{np.dtype(weight.dtype).name})")
@@ -383,7 +383,7 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
     eps = _parse_label_smoothing(fname, label_smoothing)
     x_dt, t_dt = np.dtype(input.dtype), np.dtype(target.dtype)
     if tuple(input.shape) == tuple(target.shape):
-        if t_dt.kind != "f":
+        if not is_float(t_dt):
             raise RuntimeError(f"{fname}: Expected floating point type for target with class "
                                f"probabilities, got {torch_dtype_name(t_dt)} (argument 'target' "
                                f"has dtype {t_dt.name} and the input's shape "
@@ -404,7 +404,7 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
             K = int(np.prod(spatial, dtype=np.int64))
             out_shape = (N,) + spatial
         w_dt = _check_weight_meta(fname, weight, C, spatial, prob=True)
-        res = np.result_type(x_dt, t_dt, *(() if w_dt is None else (w_dt,)))
+        res = result_type(x_dt, t_dt, *(() if w_dt is None else (w_dt,)))
         return CEPlan(fname=fname, is_nll=False, prob=True, unbatched=unbatched, N=N, C=C, K=K,
                       spatial=tuple(spatial), out_shape=out_shape,
                       result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
