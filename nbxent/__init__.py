@@ -14,6 +14,9 @@ For each loss ``L``:
 * ``L_with_grad(input, target, ..., out=None)``: ``(loss, grad_input)`` in one
   pass over the input; ``out=input`` writes the gradient in place.
 """
+# Fused linear cross-entropy and vocab-parallel cross-entropy (docs/linear.md).
+from nbxent._linear import linear_cross_entropy, linear_cross_entropy_with_grad
+from nbxent._vocab import ShardStats, VocabCombined, vocab_combine, vocab_shard_grad, vocab_shard_stats
 from nbxent.functional import (
     CrossEntropyOutput,
     binary_cross_entropy,
@@ -46,4 +49,11 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
+    "vocab_shard_stats",
+    "vocab_combine",
+    "vocab_shard_grad",
+    "ShardStats",
+    "VocabCombined",
 ]

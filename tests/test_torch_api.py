@@ -267,6 +267,13 @@ def test_cpu_tensors_reach_the_kernels_without_a_copy_when_contiguous():
     assert Host.tensor(Host.array(x)).data_ptr() == x.data_ptr()   # and back, still shared
 
 
+def _counting(f, name, calls):
+    def counted(*a, **k):
+        calls.append(name)
+        return f(*a, **k)
+    return counted
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_one_fused_pass_and_a_backward_that_reads_no_logits(name, monkeypatch):
     # forward: exactly one call, to <loss>_with_grad; backward (input gradient only): no call
@@ -276,11 +283,7 @@ def test_one_fused_pass_and_a_backward_that_reads_no_logits(name, monkeypatch):
     calls = []
     for fn in [f for f in nbxent.__all__ if f.startswith(name) and
                f.removeprefix(name) in ("", "_with_grad", "_backward")]:
-        def counted(*a, _f=getattr(nbxent, fn), _n=fn, **k):
-            calls.append(_n)
-            return _f(*a, **k)
-
-        monkeypatch.setattr(nbxent, fn, counted)
+        monkeypatch.setattr(nbxent, fn, _counting(getattr(nbxent, fn), fn, calls))
     x, t = _args(name)
     x = x.requires_grad_()
     out = getattr(nt, name)(x, t, reduction="none")

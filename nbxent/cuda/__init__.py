@@ -73,4 +73,8 @@ binary_cross_entropy_with_logits_backward = _pinned(
 binary_cross_entropy_with_logits_with_grad = _pinned(
     _functional.binary_cross_entropy_with_logits_with_grad, _CUDA)
 
-__all__ = [*_functional.__all__, "is_available", "set_threads_per_block", "threads_per_block"]
+# Fused linear cross-entropy on the device (docs/linear.md).
+from nbxent._linear._cuda_api import linear_cross_entropy, linear_cross_entropy_with_grad  # noqa: E402
+
+__all__ = [*_functional.__all__, "is_available", "set_threads_per_block", "threads_per_block",
+           "linear_cross_entropy", "linear_cross_entropy_with_grad"]

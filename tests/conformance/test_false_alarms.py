@@ -16,10 +16,6 @@ from conformance.model import FAILING, LOSSES
 
 CORRECT = os.path.join("tests", "conformance", "correct")
 CANDIDATES = [os.path.join(CORRECT, "numpy_f64.py"), os.path.join(CORRECT, "torch_autograd.py"), "torch", "nbxent"]
-#: nbxent's float64 gradient at label_smoothing = 1, C = 1000 loses hundreds of ulp to cancellation; the
-#: kernel's cancellation-free form lands with the nbxent restructuring. Until then it is this one case.
-KNOWN_NBXENT = {"cross_entropy/catalogue/ce_smoothing_one_1000_classes[float64]"}
-
 
 def _failures(spec, seed, max_examples, tmp_path):
     cfg = CampaignConfig(candidates=[spec], losses=list(LOSSES), seed=seed, max_examples=max_examples,
@@ -27,13 +23,6 @@ def _failures(spec, seed, max_examples, tmp_path):
     res = run_campaign(cfg)
     assert set(res.cases_run) == set(LOSSES)
     return res, [(r.case_id, r.check, r.status, r.message) for r in res.results if r.status in FAILING]
-
-
-def _check(spec, bad):
-    if spec == "nbxent" and bad and {b[0] for b in bad if "/catalogue/" in b[0]} <= KNOWN_NBXENT \
-            and all("/catalogue/" in b[0] or "/shrink/" in b[0] for b in bad):
-        pytest.xfail("nbxent: float64 gradient at label_smoothing=1, C=1000 (kernel fix pending)")
-    assert not bad
 
 
 @pytest.mark.parametrize("name", ["numpy_f64.py", "torch_autograd.py"])
@@ -48,7 +37,7 @@ def test_correct_candidate_passes(name, tmp_path):
 @pytest.mark.parametrize("spec", CANDIDATES)
 def test_no_false_alarm_over_ten_seeds(spec, seed, tmp_path):
     _, bad = _failures(spec, seed, 100, tmp_path)
-    _check(spec, bad)
+    assert not bad
 
 
 def test_a_jax_candidate_gets_jax_arrays_and_computes_float64(tmp_path):
