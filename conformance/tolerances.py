@@ -140,7 +140,7 @@ def _rows_stats(xr):
 def class_units(case, kind):
     """(E, Q) of a cross_entropy / nll_loss output (see the module docstring).
 
-    With the LLM options (docs/semantics.md §13): ``softcap`` evaluates the terms on the
+    With the LLM options (docs/semantics.md §13.1): ``softcap`` evaluates the terms on the
     capped logits ``y``, each of which carries 3 roundings of its own (``x / c``, ``tanh``,
     ``c *``: ``|x_c - m|`` grows to ``4|y|``), and the gradient's chain factor adds its
     condition number ``2|x / c|`` plus 6 roundings; the z-loss adds its own units.

@@ -162,7 +162,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
       ``l_s = -sum_c w_c * q[s, c] * lp[s, c]`` with ``q = (1 - eps) * p + eps / C``;
       ``'mean'`` divides by the number of samples ``S`` (weights are not in the denominator).
 
-    LLM options (keyword-only; names and conventions of Liger-Kernel, docs/semantics.md §13):
+    LLM options (keyword-only; names and conventions of Liger-Kernel, docs/semantics.md §13.1):
 
     * ``softcap=c``: the logits become ``c * tanh(x / c)`` before everything above; the
       gradient carries the chain factor ``1 - tanh(x / c)^2``.

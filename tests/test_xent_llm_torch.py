@@ -1,7 +1,7 @@
 """cross_entropy's LLM options against their torch composition in float64.
 
 torch has neither option: the harness's torch oracle composes them (the softcap by hand,
-``c * tanh(x / c)``, the z-loss from ``torch.logsumexp``; docs/semantics.md §13) and autograd
+``c * tanh(x / c)``, the z-loss from ``torch.logsumexp``; docs/semantics.md §13.1) and autograd
 differentiates the composition. nbxent's value and gradient must be within the harness's
 tolerance of it, and the composition within the same tolerance of the exact (mpmath) oracle
 (the cross-check the harness runs on every case), except for one error torch's composition

@@ -75,7 +75,7 @@ def _gs(g, red, n, denom):
 
 
 def _softcap(xr, kwargs):
-    """The capped logits ``c tanh(x / c)`` (docs/semantics.md §13), or ``xr`` without softcap."""
+    """The capped logits ``c tanh(x / c)`` (docs/semantics.md §13.1), or ``xr`` without softcap."""
     c = kwargs.get("softcap")
     if c is None:
         return xr
@@ -95,7 +95,7 @@ def _softcap_slope(xr, kwargs):
 
 def _z_terms(kwargs, lses, valid, red, shape, unbatched, g, want_grad):
     """The z-loss ``z lse^2`` per valid sample, reduced with the non-ignored count as the
-    'mean' denominator (unweighted: docs/semantics.md §13); and its upstream gradient per sample."""
+    'mean' denominator (unweighted: docs/semantics.md §13.1); and its upstream gradient per sample."""
     z = mpmath.mpf(float(kwargs.get("lse_square_scale", 0.0)))
     per = [z * lse * lse if ok else mpmath.mpf(0) for lse, ok in zip(lses, valid)]
     n = mpmath.mpf(sum(1 for ok in valid if ok))

@@ -45,7 +45,7 @@ def _per_sample_grad(g: np.ndarray, reduction: str, n: int, denom: float) -> np.
 
 
 def softcap_rows(xr: np.ndarray, kwargs) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(c tanh(x / c), 1 - tanh(x / c)^2)`` (docs/semantics.md §13), or ``(xr, None)`` without softcap.
+    """``(c tanh(x / c), 1 - tanh(x / c)^2)`` (docs/semantics.md §13.1), or ``(xr, None)`` without softcap.
 
     The slope as ``4a / (1 + a)^2`` with ``a = exp(-2|x / c|)``: no cancellation where
     ``tanh`` rounds to +-1.
@@ -61,7 +61,7 @@ def softcap_rows(xr: np.ndarray, kwargs) -> tuple[np.ndarray, np.ndarray | None]
 
 def z_loss_terms(kwargs, lse, valid, red, x_shape, g, want_grad):
     """The z-loss ``z lse^2`` per valid sample, unweighted, its 'mean' over the valid count
-    (docs/semantics.md §13); and its upstream gradient per sample (None without ``want_grad``)."""
+    (docs/semantics.md §13.1); and its upstream gradient per sample (None without ``want_grad``)."""
     z = float(kwargs.get("lse_square_scale", 0.0))
     with np.errstate(over="ignore", invalid="ignore"):
         per = np.where(valid, z * lse * lse, 0.0)

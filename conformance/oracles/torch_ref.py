@@ -55,7 +55,7 @@ def _call_torch(loss, arrays, kwargs, as_float64, want_grad):
 
 def _llm_cross_entropy(x, t, kw):
     """cross_entropy with the LLM options composed from torch ops (torch has none of them):
-    the softcap by hand, the z-loss from ``logsumexp`` (docs/semantics.md §13)."""
+    the softcap by hand, the z-loss from ``logsumexp`` (docs/semantics.md §13.1)."""
     cap = kw.pop("softcap", None)
     z = float(kw.pop("lse_square_scale", 0.0))
     y = x if cap is None else cap * torch.tanh(x / cap)

@@ -57,7 +57,7 @@ def _finish(plan: CEPlan, vals: np.ndarray, W: float, zv=None, n_valid: int = 0)
 
     ``zv``: the per-sample z-loss values (float64, 0 where ignored), added to the loss
     before the one rounding ('none') or reduced with their own denominator (docs/semantics.md
-    §13) and added to the reduced loss.
+    §13.1) and added to the reduced loss.
     """
     if plan.reduction == NONE and not plan.unbatched:
         if zv is not None:

@@ -114,7 +114,7 @@ def log_prob(x_c, m, log_s):
 # z-loss (``opts.zl``): the per-sample term ``z * lse^2`` adds ``2 z lse p_j * g_z`` to
 # ``d/dx_j``, a multiple of ``p_j``: it joins the factor of ``p_j`` (``index_grad_scale``,
 # ``prob_grad_scale``) and the target's ``p_t`` term. ``opts.zg = 2 z (g_z / g_s)`` carries
-# the z-loss's own upstream scale (docs/semantics.md §13: unweighted, its 'mean' counts
+# the z-loss's own upstream scale (docs/semantics.md §13.1: unweighted, its 'mean' counts
 # samples). Its value is formed by the callers from the returned lse (not here), because
 # its 'mean' has its own denominator. The softcap's chain factor ``softcap_slope`` is
 # applied by the kernels to the whole gradient row.

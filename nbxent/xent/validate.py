@@ -141,7 +141,7 @@ def z_grad_ratio(plan: CEPlan, W: float, n_valid: int) -> float:
     """``g_z / g_s``: the z-loss's upstream gradient per unit of the main loss's.
 
     The z-loss is unweighted and its ``'mean'`` divides by the count of non-ignored
-    samples (Liger-Kernel's convention, docs/semantics.md §13), while the main loss's
+    samples (Liger-Kernel's convention, docs/semantics.md §13.1), while the main loss's
     ``'mean'`` divides by ``W = sum w[t]``: the kernels get ``g_s = g / W``, so the z-loss
     term needs ``W / n_valid``. 1 for 'none', 'sum' and probability targets (both divide by S).
     """

@@ -2,7 +2,7 @@
 
 Runs on the CPU and, under the CUDA simulator, on CUDA (``backend`` fixture). Values and
 gradients are compared with the harness's mpmath oracle (exact, which defines the options
-from their formulas: docs/semantics.md §13) through the one comparison helper
+from their formulas: docs/semantics.md §13.1) through the one comparison helper
 (tests/support.py); the returned z-loss and lse with compositions of the formulas in
 float64 (scipy's logsumexp of the capped logits).
 """
