@@ -71,7 +71,7 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial, l
         zpartial: (grid,) float64 per-block sums of the z-loss.
 
     Softcap (``opts.capped``): every logit read becomes ``softcap_value(x, c)`` and each
-    input-gradient element is multiplied by ``softcap_slope(x, c)``. z-loss (``opts.zl``):
+    input-gradient element is multiplied by ``softcap_slope(exp(-2|x / c|))``. z-loss (``opts.zl``):
     its gradient is in the shared formulas; its value ``z * lse^2`` joins the row's value
     (``'none'``) and the block partial, weighted by ``opts.zratio`` so that the main
     combine's denominator ``W`` yields the z-loss's own mean over the non-ignored count.
@@ -204,7 +204,8 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial, l
                     else:
                         d = zero - sm * zero  # ignored: +0.0 (NaN if the row is NaN, like torch)
                     if capped and (is_prob or valid):
-                        d = d * softcap_slope(xraw, cap)
+                        au = abs(xraw / cap)
+                        d = d * softcap_slope(math.exp(zero - (au + au)), one)
                     grad[n, c, k] = d
                 if need_gt:
                     gradt[n, c, k] = -(omeps * gs * w[c]) * lp

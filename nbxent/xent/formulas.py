@@ -77,17 +77,15 @@ def softcap_value(x, c):
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
-def softcap_slope(x, c):
-    """``d/dx c tanh(x / c) = 1 - tanh(x / c)^2 = 4a / (1 + a)^2`` with ``a = exp(-2|x / c|)``.
+def softcap_slope(a, one):
+    """``d/dx c tanh(x / c) = 1 - tanh(x / c)^2 = 4a / (1 + a)^2`` from ``a = exp(-2|x / c|)``.
 
     The form in ``a`` has no cancellation where ``1 - tanh^2`` has (``|x / c| >~ 1``, where
     ``tanh`` rounds towards 1 and the slope would lose all its bits); it is 0 for an
-    infinite ``x`` and NaN for NaN. Its relative condition number ``2|u tanh(u)|`` is the
-    slope's own.
+    infinite ``x`` (``a = 0``) and NaN for NaN. Its relative condition number ``2|u tanh(u)|``
+    is the slope's own. The caller forms ``a`` (a vectorized exp on the CPU) and passes
+    ``one`` in the compute dtype (no float literal: float32 stays float32 on CUDA).
     """
-    u = abs(x / c)
-    a = math.exp(-(u + u))
-    one = c / c                    # 1 in c's type: no float literal (float32 stays float32)
     b = one + a
     return ((a + a) + (a + a)) / (b * b)
 

@@ -128,6 +128,7 @@ class XentOptions(NamedTuple):
     zg: float           #: 2 * z * (g_z / g_s): the z-loss's factor of ``lse * p_j`` per g_s
     capped: bool        #: softcap on
     cap: float          #: the cap c (1.0 when off, never read then)
+    cap_fast: bool      #: float32 compute: the vectorized tanh (nbxent/xent/cpu_capped.py)
     want_lse: bool      #: write each sample's log-sum-exp into ``lse``
     lse: np.ndarray     #: float64 ``(S,)`` output buffer (empty unless ``want_lse``)
 
@@ -167,6 +168,7 @@ def kernel_options(plan: CEPlan, grad_mode: int = 0, gstride: int = 0,
                        grad_target=bool(grad_target), has_weight=bool(plan.has_weight),
                        mean=bool(mean), zl=z != 0.0, zg=2.0 * z * float(zratio),
                        capped=cap > 0.0, cap=cap if cap > 0.0 else 1.0,
+                       cap_fast=plan.compute_dtype == np.float32,
                        want_lse=lse is not None, lse=_NO_LSE if lse is None else lse)
 
 
