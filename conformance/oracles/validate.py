@@ -26,6 +26,12 @@ def class_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
     eps = kwargs.get("label_smoothing", 0.0)
     if loss == "cross_entropy" and isinstance(ii, float):
         return "TypeError"                                     # docs/semantics.md §4: must be an int
+    if loss == "cross_entropy":                                 # docs/semantics.md §13.1 (nbxent, Liger)
+        cap, z = kwargs.get("softcap"), kwargs.get("lse_square_scale", 0.0)
+        if cap is not None and not (np.isfinite(cap) and cap > 0):
+            return "ValueError"
+        if not np.isfinite(z):
+            return "ValueError"
     if not _is_float(x):
         return "NotImplementedError"                           # docs/semantics.md §2.1
     if x.ndim == 0:
