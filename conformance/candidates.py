@@ -48,7 +48,7 @@ _DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "ext
               "strict_errors", "array_type"}
 #: Array types a candidate can ask for; results of any type come back through ``np.asarray``.
 ARRAY_TYPES = ("numpy", "torch", "jax")
-_DTYPES = ("float16", "float32", "float64")
+_DTYPES = ("float16", "float32", "float64", "bfloat16")   # bfloat16: ml_dtypes, opt-in (--dtype)
 #: Reductions torch accepts ('elementwise_mean' is its deprecated alias of 'mean', docs/semantics.md §3).
 _REDUCTIONS = ("mean", "sum", "none", "elementwise_mean")
 

@@ -25,6 +25,9 @@ _FUNCS = {
 
 def _tensor(a: np.ndarray, as_float64: bool) -> torch.Tensor:
     # np.array(order='C') keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-D)
+    if a.dtype.name == "bfloat16":     # ml_dtypes' bfloat16: torch.from_numpy does not take it
+        t = torch.from_numpy(np.array(a, dtype=np.float32 if not as_float64 else np.float64, order="C"))
+        return t if as_float64 else t.to(torch.bfloat16)
     dtype = np.float64 if as_float64 and np.issubdtype(a.dtype, np.floating) else a.dtype
     return torch.from_numpy(np.array(a, dtype=dtype, order="C", copy=True))
 

@@ -143,7 +143,7 @@ def _capped_sample(x, n, k, t, q, prob, w, sumw, g, opts, loss, grad, gradq, ys,
         s = s_other + e_t
         wt = np.float64(w[tn])
         nll = -0.0 * wt if lt == 0.0 else wt * lt
-        lse = y_t + lt
+        lse = m + (math.log1p(s_other) if y_t == m else math.log(s))   # not y_t + lt: it cancels
         smooth_sum = 0.0
         if opts.smooth:
             smooth_sum = -((wx - sumw * m) - sumw * math.log(s))

@@ -111,7 +111,8 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad):
         s = s_other[kk] + e_t[kk]
         wt = np.float64(w[tv])
         nll = -0.0 * wt if lt == 0.0 else wt * lt
-        lse = xt[kk] + lt                # the position's log-sum-exp, from loss_t = lse - x_t
+        # the position's log-sum-exp from the max (x_t + loss_t cancels when x_t is far below it)
+        lse = m64 + (math.log1p(s_other[kk]) if xt[kk] == m64 else math.log(s))
         if opts.want_lse:
             opts.lse[i] = lse
         smooth_sum = 0.0

@@ -518,7 +518,7 @@ def check_grad_output(fname, plan: CEPlan, grad_output) -> None:
     """grad_output (metadata only): the forward result's shape and a real dtype."""
     check_grad_output_shape(fname, plan, grad_output)
     dt = np.dtype(grad_output.dtype) if _is_array(grad_output) else np.asarray(grad_output).dtype
-    if dt.kind not in "fiu":
+    if dt.kind not in "fiu" and not is_float(dt):
         raise TypeError(f"{fname}: argument 'grad_output' must be a real array, got dtype "
                         f"{dt.name}")
 

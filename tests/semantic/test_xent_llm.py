@@ -190,3 +190,18 @@ def test_bfloat16(backend, kw):
     loss = backend.cross_entropy(xb, p.astype(bf16), **kw)
     assert loss.dtype == bf16
     assert_matches_reference("cross_entropy", "value", loss, xb, p.astype(bf16), **kw)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (1, 3, 2)])
+def test_zloss_target_far_below_the_max(backend, shape):
+    """lse comes from the row max, not from ``x_t + loss_t`` (which cancels to 0 here)."""
+    x = np.array([[0.0, 0.0, -1e25], [1.0, -1e25, 0.5]])
+    t = np.array([2, 1])
+    if len(shape) == 3:
+        x, t = np.stack([x[0], x[1]], axis=-1)[None], t[None]
+    kw = dict(reduction="none", lse_square_scale=0.1)
+    out = backend.cross_entropy_with_grad(x, t, return_lse=True, **kw)
+    assert_matches_reference("cross_entropy", "value", out.loss, x, t, **kw)
+    assert_matches_reference("cross_entropy", "grad", out.grad, x, t, **kw)
+    assert_within(out.lse, _lse_ref(x, None), _lse_tol(x, None, np.float64), "lse",
+                  "8 eps (|m| + |lse - m| + 1)")
