@@ -93,11 +93,18 @@ def load(spec: str):
         raise CandidateLoadError(f"candidate {spec!r}: module {target!r} has no attribute {attr!r}") from None
 
 
+#: Keywords torch does not have (docs/semantics.md §13.1): supported only when named in the signature,
+#: since a ``**kwargs`` candidate usually forwards to torch, which rejects them.
+_NAMED_ONLY = ("lse_square_scale", "softcap")
+
+
 def _accepts(fn, keyword: str) -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):      # no signature (C function): assume torch's keywords
-        return True
+        return keyword not in _NAMED_ONLY
+    if keyword in _NAMED_ONLY:
+        return keyword in params
     return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
