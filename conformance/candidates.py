@@ -48,7 +48,7 @@ _DECL_KEYS = {"dtypes", "max_ndim", "max_classes", "reductions", "exclude", "ext
               "strict_errors", "array_type"}
 #: Array types a candidate can ask for; results of any type come back through ``np.asarray``.
 ARRAY_TYPES = ("numpy", "torch", "jax")
-_DTYPES = ("float16", "float32", "float64")
+_DTYPES = ("float16", "float32", "float64", "bfloat16")   # bfloat16: ml_dtypes, opt-in (--dtype)
 #: Reductions torch accepts ('elementwise_mean' is its deprecated alias of 'mean', docs/semantics.md §3).
 _REDUCTIONS = ("mean", "sum", "none", "elementwise_mean")
 
@@ -93,11 +93,18 @@ def load(spec: str):
         raise CandidateLoadError(f"candidate {spec!r}: module {target!r} has no attribute {attr!r}") from None
 
 
+#: Keywords torch does not have (docs/semantics.md §13.1): supported only when named in the signature,
+#: since a ``**kwargs`` candidate usually forwards to torch, which rejects them.
+_NAMED_ONLY = ("lse_square_scale", "softcap")
+
+
 def _accepts(fn, keyword: str) -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):      # no signature (C function): assume torch's keywords
-        return True
+        return keyword not in _NAMED_ONLY
+    if keyword in _NAMED_ONLY:
+        return keyword in params
     return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 

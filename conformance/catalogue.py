@@ -132,6 +132,39 @@ def _ce(dt):
         yield _mk(L, "ce_large_vocab_constant_tail", "C = 1e5 float32 with a constant tail: every exp term is "
                   "the same, so a serial float32 sum rounds the same way 1e5 times (error 9.5e-4 vs torch's "
                   "8.1e-5; the bound is 2.0e-4)", dt, dict(input=xv, target=_t([1, 5])), dict(reduction="none"))
+    yield from _ce_llm(dt)
+
+
+def _ce_llm(dt):
+    """The LLM options (docs/semantics.md §13.1) with every existing option: only candidates that take
+    ``lse_square_scale`` / ``softcap`` are sent these (case_features reads the keywords)."""
+    L = "cross_entropy"
+    Z, CAP = dict(lse_square_scale=1e-2), dict(softcap=2.0)
+    for r in _REDS:
+        yield _mk(L, f"ce_zloss_weighted_ignored_{r}", "§13.1: z lse^2 per valid sample, unweighted, its 'mean' "
+                  "over the valid count (Liger), next to the weighted mean of the loss", dt,
+                  dict(input=_X33, target=_t([2, 0, -100]), weight=_W3), dict(reduction=r, **Z))
+        yield _mk(L, f"ce_softcap_smoothing_{r}", "§13.1: smoothing on the capped logits", dt,
+                  dict(input=_X33, target=_t([2, 0, 1]), weight=_W3), dict(reduction=r, label_smoothing=0.2, **CAP))
+        yield _mk(L, f"ce_zloss_softcap_prob_{r}", "§13.1: both options with probability targets (mean over S)", dt,
+                  dict(input=_X23, target=[[0.2, 0.3, 0.5], [0.6, 0.4, 0.0]]), dict(reduction=r, **Z, **CAP))
+    yield _mk(L, "ce_zloss_softcap_kdim", "§13.1: both options on a K-dim input, one position ignored", dt,
+              dict(input=np.random.default_rng(8).standard_normal((2, 4, 3)) * 3,
+                   target=_t([[0, 3, -100], [2, 1, 1]])), dict(reduction="none", **Z, **CAP))
+    yield _mk(L, "ce_zloss_unbatched", "§13.1: an unbatched input: one sample, 0-d result", dt,
+              dict(input=[0.5, -1.0, 2.0], target=_t(1)), dict(**Z))
+    yield _mk(L, "ce_zloss_all_ignored", "§13.1: every sample ignored: the z-loss's 'mean' is 0/0 = NaN too", dt,
+              dict(input=_X23, target=_t([-100, -100])), dict(**Z))
+    yield _mk(L, "ce_zloss_empty", "§13.1: an empty batch with the z-loss", dt,
+              dict(input=np.zeros((0, 3)), target=_t([])), dict(reduction="sum", **Z))
+    big = 3e4 if dt != "float16" else 6e4
+    yield _mk(L, "ce_softcap_huge_and_infinite_logits", "§13.1: under a cap, huge and infinite logits are finite "
+              "(+-inf -> +-c) and their gradient is 0", dt,
+              dict(input=[[big, -inf, 0.5, inf], [3.0, -2.0, 0.0, 7.0]], target=_t([0, 3])),
+              dict(reduction="none", softcap=30.0))
+    for c in (1e-3, 1e6):
+        yield _mk(L, f"ce_softcap_{c:g}", "§13.1: a tiny and a huge cap are stable (no 0/0, no subnormal x / c)",
+                  dt, dict(input=_X33, target=_t([2, 0, 1])), dict(reduction="none", softcap=c))
 
 
 def _nll(dt):

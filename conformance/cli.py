@@ -31,7 +31,7 @@ import traceback
 from typing import Sequence
 
 from conformance import candidates, losses
-from conformance.config import BUILTIN_CANDIDATES, DTYPES, ORACLES, CampaignConfig
+from conformance.config import BUILTIN_CANDIDATES, DTYPES, EXTRA_DTYPES, ORACLES, CampaignConfig
 from conformance.model import LOSSES
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"loss to check (repeatable; default: all of {', '.join(LOSSES)})")
     run.add_argument("--oracle", dest="oracles", action="extend", nargs="+", metavar="NAME", choices=ORACLES,
                      help=f"reference implementation (repeatable; default: {', '.join(ORACLES)})")
-    run.add_argument("--dtype", dest="dtypes", action="extend", nargs="+", metavar="NAME", choices=DTYPES,
+    run.add_argument("--dtype", dest="dtypes", action="extend", nargs="+", metavar="NAME", choices=DTYPES + EXTRA_DTYPES,
                      help=f"input dtype to generate (repeatable; default: {', '.join(DTYPES)})")
     default = CampaignConfig()
     run.add_argument("--max-examples", type=_positive_int, default=default.max_examples, metavar="N",

@@ -36,13 +36,48 @@ def _same_nonfinite(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return (np.isnan(got) & np.isnan(want)) | (np.isinf(got) & (got == want)) | (np.isfinite(got) & np.isfinite(want))
 
 
+@dataclass(frozen=True)
+class FloatInfo:
+    """``np.finfo``'s numbers for a float dtype, bfloat16 (ml_dtypes, not a NumPy float) included."""
+
+    eps: float
+    tiny: float
+    smallest_subnormal: float
+
+
+#: bfloat16 is float32 with 16 fewer significand bits: same exponent range, 2^16 times the spacing.
+_BF16 = FloatInfo(eps=2.0 ** -7, tiny=2.0 ** -126, smallest_subnormal=2.0 ** -133)
+
+
+def is_bfloat16(dtype) -> bool:
+    """``dtype`` (a dtype or its name) is ml_dtypes' bfloat16."""
+    return str(getattr(dtype, "name", dtype)) == "bfloat16"
+
+
+def finfo(dtype) -> FloatInfo:
+    """eps, tiny and smallest subnormal of ``dtype`` (a dtype or its name)."""
+    if is_bfloat16(dtype):
+        return _BF16
+    fi = np.finfo(np.dtype(dtype))
+    return FloatInfo(float(fi.eps), float(fi.tiny), float(fi.smallest_subnormal))
+
+
+def spacing(a: np.ndarray, dtype) -> np.ndarray:
+    """The spacing of ``dtype`` at ``|a|`` (float64), floored at its smallest subnormal."""
+    with np.errstate(all="ignore"):
+        if is_bfloat16(dtype):
+            sp = np.spacing(np.abs(np.asarray(a, dtype=np.float64)).astype(np.float32))
+            sp = sp.astype(np.float64) * 2.0 ** 16
+            return np.maximum(sp, _BF16.smallest_subnormal)
+        dt = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.dtype(np.float64)
+        sp = np.spacing(np.abs(a).astype(dt)).astype(np.float64)
+        return np.where(sp > 0, sp, float(np.finfo(dt).smallest_subnormal))
+
+
 def ulp_error(got: np.ndarray, want: np.ndarray, dtype) -> np.ndarray:
     """|got - want| in ulps of ``dtype`` at the reference value (finite elements only)."""
-    dt = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.dtype(np.float64)
     with np.errstate(all="ignore"):
-        spacing = np.spacing(np.abs(want).astype(dt)).astype(np.float64)
-        spacing = np.where(spacing > 0, spacing, float(np.finfo(dt).smallest_subnormal))
-        return np.abs(got - want) / spacing
+        return np.abs(got - want) / spacing(want, dtype)
 
 
 def compare(got, want, tol, dtype, tolerance_desc: str = "") -> Comparison:

@@ -10,6 +10,8 @@ from conformance.model import LOSSES
 BUILTIN_CANDIDATES = ("nbxent", "nbxent.cuda", "torch")
 ORACLES = ("scipy", "torch", "mpmath")
 DTYPES = ("float16", "float32", "float64")
+#: Also accepted by --dtype: bfloat16 (NumPy's through ml_dtypes; for candidates that declare it).
+EXTRA_DTYPES = ("bfloat16",)
 
 
 @dataclass

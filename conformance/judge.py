@@ -194,7 +194,7 @@ class Judge:
 
     def _forward_checks(self, j, ctx, case, fwd, s, e):
         got, want_dtype = fwd.value, s.dtype
-        if got.dtype.kind != "f" or got.shape != s.value.shape:
+        if (got.dtype.kind != "f" and got.dtype.name != "bfloat16") or got.shape != s.value.shape:
             self._res(j, ctx, "shape_dtype", "fail", f"got {got.dtype} {got.shape}, want {want_dtype} {s.value.shape}")
             return
         self._res(j, ctx, "shape_dtype", "pass" if str(got.dtype) == want_dtype else "fail",
@@ -208,7 +208,7 @@ class Judge:
 
     def _grad_check(self, j, ctx, case, bwd, s, e):
         got, x = bwd.value, case.arrays["input"]
-        if got.dtype.kind != "f" or got.shape != x.shape:
+        if (got.dtype.kind != "f" and got.dtype.name != "bfloat16") or got.shape != x.shape:
             self._res(j, ctx, "grad_input", "fail", f"gradient is {got.dtype} {got.shape}, want {x.dtype} {x.shape}")
             return
         val, pat, c = self.judge_array(case, "grad", got, s.grad, e and e.grad, str(x.dtype),

@@ -26,6 +26,9 @@ NBXENT_CONFORMANCE = {
     "extensions": ["any_int_target", "any_float_weight"],
     # nbxent promises torch's exception types, not only an exception (README): checked strictly
     "strict_errors": True,
+    # bfloat16 (ml_dtypes) for the class losses, computed in float32 (docs/semantics.md §2.8)
+    "losses": {loss: {"dtypes": ["float16", "float32", "float64", "bfloat16"]}
+               for loss in ("cross_entropy", "nll_loss")},
 }
 CONFORMANCE = NBXENT_CONFORMANCE
 

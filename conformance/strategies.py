@@ -80,7 +80,7 @@ def case_features(case: Case) -> set[str]:
 def fits(case: Case, f: Features) -> bool:
     """Whether the case may be sent to a candidate with features ``f``."""
     x = case.arrays["input"]
-    if str(x.dtype) not in f.dtypes and np.issubdtype(x.dtype, np.floating):
+    if str(x.dtype) not in f.dtypes and (np.issubdtype(x.dtype, np.floating) or x.dtype.name == "bfloat16"):
         return False
     red = case.kwargs.get("reduction", "mean")
     if x.ndim > f.max_ndim or (red in REDUCTIONS and red not in f.reductions + ("elementwise_mean",)):
@@ -221,6 +221,11 @@ def class_case(draw, loss: str, f: Features) -> Case:
         arrays["weight"] = w.astype(wdtype)
     if loss == "cross_entropy" and f.has("label_smoothing") and draw(st.booleans()):
         kw["label_smoothing"] = draw(st.sampled_from([0.0, 1.0, 0.1, float("nan")]) | st.floats(0.0, 1.0))
+    # the LLM options (docs/semantics.md §13.1): caps from tiny to huge, z from PaLM's 1e-4 to large
+    if loss == "cross_entropy" and f.has("softcap") and rare(draw, 3):
+        kw["softcap"] = draw(st.sampled_from([30.0, 5.0, 1.0, 1e-3, 1e6]) | st.floats(0.05, 100.0))
+    if loss == "cross_entropy" and f.has("lse_square_scale") and rare(draw, 3):
+        kw["lse_square_scale"] = draw(st.sampled_from([1e-4, 1e-2, 0.5]) | st.floats(0.0, 1.0))
     red = _reduction(draw, f, kw)
     out_shape = sshape if (red == "none" and layout != "unbatched") else ()
     x = x.astype(dtype)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logsumexp
 
+from conformance.compare import finfo
 from conformance.oracles._layout import bce_broadcast, from_rows, sample_shape, to_rows
 
 LANES = 32
@@ -81,6 +82,11 @@ for _loss in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross
         # once, but torch itself rounds every add of the NLL cascade to half (docs/semantics.md §2.7), so a
         # half-precision cascade must pass: 8 roundings per term and twice the summation bound.
         POLICY[(_loss, _kind, "float16")] = Policy(8.0, 2.0, "half: per-op rounding to float16 (docs/semantics.md §2.7, §7.4)")
+for _loss in ("cross_entropy", "nll_loss"):
+    for _kind in ("value", "grad"):
+        # bfloat16 (ml_dtypes): like float16, torch rounds log_softmax to bfloat16 before the gather and the
+        # sum (docs/semantics.md §2.8); a candidate that computes in float32 and rounds once uses a fraction.
+        POLICY[(_loss, _kind, "bfloat16")] = Policy(8.0, 2.0, "bfloat16: per-op rounding to bfloat16 (docs/semantics.md §2.8)")
 # NLL only gathers, multiplies by the weight and sums: one rounding per term (docs/semantics.md §10.1: bit-exact in torch).
 for _dt in ("float32", "float64"):
     POLICY[("nll_loss", "value", _dt)] = Policy(1.0, 1.0, "gather * weight is one rounding; sums bounded by Q")
@@ -132,10 +138,79 @@ def _rows_stats(xr):
 
 
 def class_units(case, kind):
-    """(E, Q) of a cross_entropy / nll_loss output (see the module docstring)."""
+    """(E, Q) of a cross_entropy / nll_loss output (see the module docstring).
+
+    With the LLM options (docs/semantics.md §13.1): ``softcap`` evaluates the terms on the
+    capped logits ``y``, each of which carries 3 roundings of its own (``x / c``, ``tanh``,
+    ``c *``: ``|x_c - m|`` grows to ``4|y|``), and the gradient's chain factor adds its
+    condition number ``2|x / c|`` plus 6 roundings; the z-loss adds its own units.
+    """
+    E, Q = _class_units_main(case, kind)
+    kw = case.kwargs
+    if case.loss != "cross_entropy" or not float(kw.get("lse_square_scale", 0.0)):
+        return E, Q
+    Ez, Qz = _z_units(case, kind)
+    return E + Ez, Q + Qz
+
+
+def _capped_rows(case):
+    """``(y, slope, |x / c|)`` rows of the case's logits (``slope`` None without softcap)."""
+    from conformance.oracles.scipy_ref import softcap_rows
+
+    xr = to_rows(case.arrays["input"])
+    if case.loss != "cross_entropy" or case.kwargs.get("softcap") is None:
+        return xr, None, None
+    y, slope = softcap_rows(xr, case.kwargs)
+    return y, slope, np.abs(_finite(xr / float(case.kwargs["softcap"])))
+
+
+def _z_units(case, kind):
+    """(E, Q) of the z-loss term ``z lse^2``: ``lse`` is good to ``a`` units (the row's
+    log-sum-exp terms), so ``lse^2`` to ``2|lse| a``, plus 2 roundings of the product; the
+    gradient term ``2 z lse p_j g_z`` combines that with ``p_j``'s error."""
     arrays, kw = case.arrays, case.kwargs
     x = arrays["input"]
-    xr = to_rows(x)
+    xr, slope, u = _capped_rows(case)
+    S, C = xr.shape
+    z = abs(float(kw["lse_square_scale"]))
+    red = kw.get("reduction", "mean")
+    prob = arrays["target"].shape == x.shape
+    if prob:
+        valid = np.ones(S, bool)
+    else:
+        valid = np.asarray(arrays["target"]).astype(np.int64).reshape(-1) != kw.get("ignore_index", -100)
+    xf, a, lp, sm = _rows_stats(xr)
+    if slope is not None:
+        xf = 4 * np.abs(xf)
+    lse = np.abs(_finite(logsumexp(np.where(np.isfinite(xr), xr, -np.inf), axis=1))) if C else np.zeros(S)
+    nC = 0.5 * n_eff(C)
+    r = "sum" if (x.ndim == 1 and red == "none") else red
+    n = float(np.count_nonzero(valid))
+    if kind == "value":
+        zper = np.where(valid, z * lse * lse, 0.0)
+        E = np.where(valid, z * 2 * lse * a[:, 0] + 2 * zper, 0.0)
+        Q = np.where(valid, z * 2 * lse * nC, 0.0)
+        E, Q = _reduce_units(E, Q, zper, r, n)
+        if r == "none":
+            E, Q = E.reshape(sample_shape(x.shape)), Q.reshape(sample_shape(x.shape))
+        return E, Q
+    g = np.abs(_finite(np.asarray(arrays["grad_output"], dtype=np.float64))).reshape(-1)
+    gz = g if r == "none" else np.full(S, g[0] / (n if r == "mean" and n else 1.0))
+    gz = np.where(valid, gz, 0.0)[:, None]
+    gr = gz * 2 * z * lse[:, None] * sm
+    E = gz * 2 * z * sm * (lse[:, None] * (np.abs(xf) + a + 2) + a) + 2 * gr
+    Q = gr * nC
+    E, Q = _grad_mean_units(E, Q, gr, r, S)
+    if slope is not None:
+        E = E * slope + np.abs(gr * slope) * (2 * u + 6)
+        Q = Q * slope
+    return from_rows(E, x.shape), from_rows(Q, x.shape)
+
+
+def _class_units_main(case, kind):
+    arrays, kw = case.arrays, case.kwargs
+    x = arrays["input"]
+    xr, slope, u = _capped_rows(case)
     S, C = xr.shape
     red = kw.get("reduction", "mean")
     prob = case.loss == "cross_entropy" and arrays["target"].shape == x.shape
@@ -144,6 +219,8 @@ def class_units(case, kind):
     w = arrays.get("weight")
     wc = np.abs(_finite(np.ones(C) if w is None else np.asarray(w, dtype=np.float64)))
     xf, a, lp, sm = _rows_stats(xr)
+    if slope is not None:
+        xf = 4 * np.abs(xf)          # 3 roundings of each capped logit (see class_units)
     nC = 0.5 * n_eff(C)
     if case.loss == "nll_loss":
         lp = xf
@@ -166,6 +243,8 @@ def class_units(case, kind):
         grad = gs * np.abs(sm * swq - wq)
         E = gs * (sm * swq * (np.abs(xf) + a + 2) + 2 * wq) + 2 * grad
         Q = gs * sm * swq * 2 * nC
+        if slope is not None:
+            E, Q = E * slope + grad * slope * (2 * u + 6), Q * slope
         return from_rows(E, x.shape), from_rows(Q, x.shape)
     tr = np.asarray(arrays["target"]).astype(np.int64).reshape(-1)
     valid = tr != kw.get("ignore_index", -100)
@@ -208,6 +287,8 @@ def class_units(case, kind):
         E = gs * (sm * B * (np.abs(xf) + a + 2) + hot + smooth) + 2 * grad
         Q = gs * sm * B * nC
     E, Q = _grad_mean_units(E, Q, grad, r, S)
+    if slope is not None:
+        E, Q = E * slope + grad * slope * (2 * u + 6), Q * slope
     return from_rows(E, x.shape), from_rows(Q, x.shape)
 
 
@@ -260,7 +341,7 @@ def tolerance(case, kind: str, dtype: str, ref_exact: bool = False) -> tuple[np.
     """
     key = (case.loss, kind, dtype if (case.loss, kind, dtype) in POLICY else "float64")
     pol = POLICY[key]
-    fi = np.finfo(np.dtype(key[2]))
+    fi = finfo(key[2])
     E, Q = units(case, kind)
     ref = 0.0 if ref_exact else float(np.finfo(np.float64).eps) * (np.asarray(E) + np.asarray(Q))
     floor = pol.k_elem * float(fi.smallest_subnormal) / 2 if key[2] == "float16" else float(fi.tiny)

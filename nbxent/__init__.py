@@ -18,6 +18,7 @@ For each loss ``L``:
 from nbxent._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from nbxent._vocab import ShardStats, VocabCombined, vocab_combine, vocab_shard_grad, vocab_shard_stats
 from nbxent.functional import (
+    CrossEntropyOutput,
     binary_cross_entropy,
     binary_cross_entropy_backward,
     binary_cross_entropy_with_grad,
@@ -35,6 +36,7 @@ from nbxent.functional import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossEntropyOutput",
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_with_grad",

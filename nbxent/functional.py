@@ -16,7 +16,7 @@ grad raises TypeError (detach it first).
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Tuple
+from typing import Any, Literal, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from nbxent.xent import validate as _xv
 from nbxent.xent.cpu_small import cross_entropy_small
 
 __all__ = [
+    "CrossEntropyOutput",
     "cross_entropy", "cross_entropy_backward", "cross_entropy_with_grad",
     "nll_loss", "nll_loss_backward", "nll_loss_with_grad",
     "binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_grad",
@@ -40,19 +41,59 @@ Reduction = Literal["none", "mean", "sum"]
 Wrt = Literal["input", "target"]
 
 
+
+
+class CrossEntropyOutput(NamedTuple):
+    """What :func:`cross_entropy` / :func:`cross_entropy_with_grad` return when asked for more
+    than the loss (``return_z_loss=True`` or ``return_lse=True``).
+
+    A named result, never a bare tuple whose length depends on the flags: fields that were
+    not asked for are None. Liger-Kernel's ``CrossEntropyOutput`` has the same ``loss`` and
+    ``z_loss`` fields.
+    """
+
+    #: The loss as :func:`cross_entropy` returns it (z-loss included when
+    #: ``lse_square_scale != 0``).
+    loss: np.ndarray
+    #: The z-loss part of ``loss`` (same shape and dtype), or None.
+    z_loss: Optional[np.ndarray]
+    #: The per-sample log-sum-exp of the (capped) logits, ``'none'`` shape, float32 for
+    #: float16/bfloat16/float32 inputs, float64 for float64; or None.
+    lse: Optional[np.ndarray]
+    #: The input gradient (``cross_entropy_with_grad`` only), else None.
+    grad: Optional[np.ndarray]
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 def _xent(fname, plan, input, target, weight, *, grad_output=None, want_loss=True,
-          want_grad=False, want_gt=False, out=None):
-    """Run one cross_entropy / nll_loss plan on its backend: ``(loss, grad_input, grad_target)``."""
+          want_grad=False, want_gt=False, out=None, want_lse=False, want_z=False):
+    """Run one cross_entropy / nll_loss plan on its backend.
+
+    Returns ``(loss, grad_input, grad_target, z_loss, lse)``, None where not asked.
+    """
     if backend_for(input, target, weight, grad_output, out) == CUDA:
         from nbxent.xent import cuda
         return cuda.run(plan, fname, input, target, weight, grad_output=grad_output,
-                        want_loss=want_loss, want_grad=want_grad, want_gt=want_gt, out=out)
+                        want_loss=want_loss, want_grad=want_grad, want_gt=want_gt, out=out,
+                        want_lse=want_lse, want_z=want_z)
     from nbxent.xent import cpu
     g = None if grad_output is None else _xv.host_grad_output(fname, plan, grad_output)
     return cpu.run(plan, input, target, weight, g=g, want_grad=want_grad, want_gradq=want_gt,
-                   out=out)
+                   out=out, want_lse=want_lse, want_z=want_z)
+
+
+def _plain(lse_square_scale, softcap, return_lse=False, return_z_loss=False) -> bool:
+    """No LLM option is set (the CPU short path serves only such calls)."""
+    return (type(lse_square_scale) in (float, int) and lse_square_scale == 0
+            and softcap is None and return_lse is False and return_z_loss is False)
+
+
+def _check_flag(fname, name, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fname}: argument '{name}' must be bool, not "
+                        f"{type(value).__name__} (got {value!r})")
+    return bool(value)
 
 
 def _bce(plan, input, target, weight, pos_weight, *, grad_output=None, want_loss=True,
@@ -105,7 +146,9 @@ def _small_ok() -> bool:
 
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
                   ignore_index: int = -100, reduction: Reduction = "mean",
-                  label_smoothing: float = 0.0) -> np.ndarray:
+                  label_smoothing: float = 0.0, *, lse_square_scale: float = 0.0,
+                  softcap: Optional[float] = None, return_z_loss: bool = False,
+                  return_lse: bool = False):
     """Cross-entropy between logits and class indices or class probabilities.
 
     With ``lp = log_softmax(input, class_dim)`` (class_dim 1, or 0 for a ``(C,)`` input) and
@@ -119,8 +162,18 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
       ``l_s = -sum_c w_c * q[s, c] * lp[s, c]`` with ``q = (1 - eps) * p + eps / C``;
       ``'mean'`` divides by the number of samples ``S`` (weights are not in the denominator).
 
+    LLM options (keyword-only; names and conventions of Liger-Kernel, docs/semantics.md §13.1):
+
+    * ``softcap=c``: the logits become ``c * tanh(x / c)`` before everything above; the
+      gradient carries the chain factor ``1 - tanh(x / c)^2``.
+    * ``lse_square_scale=z`` (PaLM's z-loss): adds ``z * lse_s^2`` per non-ignored sample,
+      ``lse_s`` the log-sum-exp of the sample's (capped) logits. Not scaled by class
+      weights or smoothing; ``'mean'`` divides the z-loss sum by the number of non-ignored
+      samples (``S`` for probability targets), ``'none'`` adds it per sample.
+
     Args:
-        input: float16/32/64 logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+        input: float16/32/64 or bfloat16 (``ml_dtypes``) logits ``(C,)``, ``(N, C)`` or
+            ``(N, C, d1, ..., dk)``.
         target: integer class indices ``()``/``(1,)``, ``(N,)``, ``(N, d1, ..., dk)`` in
             ``[0, C)`` or equal to ``ignore_index``; or float probabilities of the input's shape.
         weight: optional float ``(C,)`` class weights.
@@ -128,11 +181,16 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
             negative with probability targets.
         reduction: ``'none'``, ``'mean'`` or ``'sum'``.
         label_smoothing: float in ``[0, 1]``; negative or NaN acts as 0.
+        lse_square_scale: finite float, the z-loss coefficient ``z`` (0: off).
+        softcap: None (off) or a finite float ``c > 0``.
+        return_z_loss: also return the z-loss part of the loss (reduced like the loss).
+        return_lse: also return the per-sample log-sum-exp (of the capped logits).
 
     Returns:
         ``'none'``: array of shape ``(N, d1, ..., dk)`` (0-d for a ``(C,)`` input); otherwise
         a 0-d array. dtype: the input's (index targets) or ``result_type(input, target,
-        weight)`` (probability targets).
+        weight)`` (probability targets). With ``return_z_loss`` or ``return_lse``: a
+        :class:`CrossEntropyOutput` ``(loss, z_loss, lse, grad=None)`` instead.
 
     Raises:
         ValueError: bad ``reduction``, batch-size mismatch, 1-D input with a target of size != 1.
@@ -140,12 +198,17 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
             any memory is read), 0-d input.
         RuntimeError: other shape/dtype mismatches, ``label_smoothing > 1``, non-negative
             ``ignore_index`` with probability targets, float/bool index targets.
-        TypeError: non-array arguments, non-integer ``ignore_index``.
+        TypeError: non-array arguments, non-integer ``ignore_index``, a non-float
+            ``lse_square_scale``/``softcap``, non-bool ``return_*`` flags.
+        ValueError: non-finite ``lse_square_scale``; ``softcap`` not finite or ``<= 0``.
         NotImplementedError: integer input.
 
     Notes:
         A +inf logit makes its row NaN, a -inf target logit gives +inf, a NaN anywhere in a
         row gives NaN; ignored rows are never read, so NaN there does not reach the value.
+        With ``softcap`` every capped logit is finite (``+-inf`` become ``+-c``), so only
+        NaN makes a row NaN. ``lse`` is NaN where the row's log-softmax is NaN (unlike
+        ``torch.logsumexp``, which gives +-inf there) and is returned for ignored samples too.
         ``'mean'`` with every target ignored (or ``W == 0``) is NaN; an empty batch gives
         NaN for ``'mean'`` and 0.0 for ``'sum'`` (-0.0 with probability targets).
 
@@ -156,9 +219,13 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
         0.407606
         >>> cross_entropy(x, np.array([2, -100]), reduction="none").round(6)
         array([0.407606, 0.      ])
+        >>> out = cross_entropy(x, np.array([2, 0]), lse_square_scale=1e-4, softcap=2.0,
+        ...                     return_z_loss=True, return_lse=True)
+        >>> print(f"{float(out.loss):.6f} {float(out.z_loss):.8f}", out.lse.round(6))
+        0.606624 0.00042645 [2.581657 1.365268]
     """
     fname = "cross_entropy"
-    if _small_ok():
+    if _small_ok() and _plain(lse_square_scale, softcap, return_lse, return_z_loss):
         fast = cross_entropy_small(fname, input, target, weight, ignore_index, reduction,
                                    label_smoothing, False, None)
         if fast is not None:
@@ -166,14 +233,22 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
     input, target, weight = (as_array(fname, "input", input), as_array(fname, "target", target),
                              as_array(fname, "weight", weight))
     plan = _xv.plan_cross_entropy(input, target, weight, ignore_index, reduction,
-                                  label_smoothing, fname=fname)
-    return _xent(fname, plan, input, target, weight)[0]
+                                  label_smoothing, fname=fname,
+                                  lse_square_scale=lse_square_scale, softcap=softcap)
+    want_z = _check_flag(fname, "return_z_loss", return_z_loss)
+    want_lse = _check_flag(fname, "return_lse", return_lse)
+    loss, _, _, z, lse = _xent(fname, plan, input, target, weight, want_lse=want_lse,
+                               want_z=want_z)
+    if want_z or want_lse:
+        return CrossEntropyOutput(loss, z, lse, None)
+    return loss
 
 
 def cross_entropy_backward(grad_output: ArrayLike, input: ArrayLike, target: ArrayLike,
                            weight: Optional[ArrayLike] = None, ignore_index: int = -100,
                            reduction: Reduction = "mean", label_smoothing: float = 0.0,
-                           wrt: Wrt = "input") -> np.ndarray:
+                           wrt: Wrt = "input", *, lse_square_scale: float = 0.0,
+                           softcap: Optional[float] = None) -> np.ndarray:
     """Gradient of :func:`cross_entropy` w.r.t. the input (or the probability target).
 
     With ``g_s`` = grad_output (``'none'``), ``g`` (``'sum'``), ``g/W`` (index ``'mean'``) or
@@ -183,12 +258,15 @@ def cross_entropy_backward(grad_output: ArrayLike, input: ArrayLike, target: Arr
       - (eps/C)*w_j)``; exactly +0.0 for ignored samples (NaN if their row's log-softmax is).
     * probability: ``g_s * (p_j * sum_c w_c q_c - w_j q_j)``;
       ``wrt='target'``: ``-(1 - eps) * g_s * w_c * lp_c``.
+    * z-loss: ``+ 2 z lse_s p_j g_z`` (``g_z``: ``g / n_valid`` for index ``'mean'``);
+      softcap: ``p`` and ``lp`` of the capped logits, and the whole input gradient times
+      ``1 - tanh(x_j / c)^2``.
 
     Args:
         grad_output: upstream gradient with the forward result's shape (0-d for mean/sum),
             read in the loss's dtype as torch does.
-        input, target, weight, ignore_index, reduction, label_smoothing: as for
-            :func:`cross_entropy`.
+        input, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale,
+            softcap: as for :func:`cross_entropy` (the gradient of the loss with the z-loss).
         wrt: ``'input'`` or ``'target'`` (probability targets only).
 
     Returns:
@@ -210,18 +288,22 @@ def cross_entropy_backward(grad_output: ArrayLike, input: ArrayLike, target: Arr
         as_array(fname, "grad_output", grad_output), as_array(fname, "input", input),
         as_array(fname, "target", target), as_array(fname, "weight", weight))
     plan = _xv.plan_cross_entropy(input, target, weight, ignore_index, reduction,
-                                  label_smoothing, fname=fname)
+                                  label_smoothing, fname=fname,
+                                  lse_square_scale=lse_square_scale, softcap=softcap)
     which = _xv.parse_wrt(fname, plan, wrt)
     _xv.check_grad_output(fname, plan, grad_output)
-    _, gx, gt = _xent(fname, plan, input, target, weight, grad_output=grad_output,
-                      want_loss=False, want_grad=which == "input", want_gt=which == "target")
+    _, gx, gt, _, _ = _xent(fname, plan, input, target, weight, grad_output=grad_output,
+                            want_loss=False, want_grad=which == "input",
+                            want_gt=which == "target")
     return gx if which == "input" else gt
 
 
 def cross_entropy_with_grad(input: ArrayLike, target: ArrayLike,
                             weight: Optional[ArrayLike] = None, ignore_index: int = -100,
                             reduction: Reduction = "mean", label_smoothing: float = 0.0,
-                            out: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
+                            out: Optional[ArrayLike] = None, *, lse_square_scale: float = 0.0,
+                            softcap: Optional[float] = None, return_z_loss: bool = False,
+                            return_lse: bool = False):
     """Loss and input gradient of :func:`cross_entropy` from one pass over the logits.
 
     Equivalent to ``(cross_entropy(...), cross_entropy_backward(1, ...))`` (for ``'none'``:
@@ -230,14 +312,15 @@ def cross_entropy_with_grad(input: ArrayLike, target: ArrayLike,
     except the gradient, and nothing at all with ``out=``.
 
     Args:
-        input, target, weight, ignore_index, reduction, label_smoothing: as for
-            :func:`cross_entropy`.
+        input, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale,
+            softcap, return_z_loss, return_lse: as for :func:`cross_entropy`.
         out: optional writeable C-contiguous array of the input's shape and dtype that
             receives the gradient; ``out=input`` overwrites the logits in place (the loss is
             still computed from the original logits).
 
     Returns:
-        ``(loss, grad_input)``; ``grad_input`` is ``out`` when given.
+        ``(loss, grad_input)``; ``grad_input`` is ``out`` when given. With ``return_z_loss``
+        or ``return_lse``: a :class:`CrossEntropyOutput` ``(loss, z_loss, lse, grad)``.
 
     Raises:
         As :func:`cross_entropy`; ValueError for an unusable ``out``.
@@ -250,7 +333,7 @@ def cross_entropy_with_grad(input: ArrayLike, target: ArrayLike,
         0.693147 True [[ 0.5 -0.5]]
     """
     fname = "cross_entropy_with_grad"
-    if _small_ok():
+    if _small_ok() and _plain(lse_square_scale, softcap, return_lse, return_z_loss):
         fast = cross_entropy_small(fname, input, target, weight, ignore_index, reduction,
                                    label_smoothing, True, out)
         if fast is not None:
@@ -258,9 +341,15 @@ def cross_entropy_with_grad(input: ArrayLike, target: ArrayLike,
     input, target, weight = (as_array(fname, "input", input), as_array(fname, "target", target),
                              as_array(fname, "weight", weight))
     plan = _xv.plan_cross_entropy(input, target, weight, ignore_index, reduction,
-                                  label_smoothing, fname=fname)
+                                  label_smoothing, fname=fname,
+                                  lse_square_scale=lse_square_scale, softcap=softcap)
+    want_z = _check_flag(fname, "return_z_loss", return_z_loss)
+    want_lse = _check_flag(fname, "return_lse", return_lse)
     check_out(fname, out, plan.input_shape, plan.input_dtype)
-    loss, grad, _ = _xent(fname, plan, input, target, weight, want_grad=True, out=out)
+    loss, grad, _, z, lse = _xent(fname, plan, input, target, weight, want_grad=True, out=out,
+                                  want_lse=want_lse, want_z=want_z)
+    if want_z or want_lse:
+        return CrossEntropyOutput(loss, z, lse, grad)
     return loss, grad
 
 
@@ -372,7 +461,7 @@ def nll_loss_with_grad(input: ArrayLike, target: ArrayLike, weight: Optional[Arr
                              as_array(fname, "weight", weight))
     plan = _xv.plan_nll_loss(input, target, weight, ignore_index, reduction, fname=fname)
     check_out(fname, out, plan.input_shape, plan.input_dtype)
-    loss, grad, _ = _xent(fname, plan, input, target, weight, want_grad=True, out=out)
+    loss, grad = _xent(fname, plan, input, target, weight, want_grad=True, out=out)[:2]
     return loss, grad
 
 

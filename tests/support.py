@@ -22,6 +22,13 @@ from conformance.tolerances import tolerance
 _MPMATH_MAX = 256       # inputs up to this size get the exact (50-digit) mpmath reference
 
 
+def _dtype_name(a: np.ndarray) -> str:
+    """The float dtype the tolerance is keyed by: the array's (bfloat16 included), else float64."""
+    if a.dtype.kind == "f" or a.dtype.name == "bfloat16":
+        return a.dtype.name
+    return "float64"
+
+
 def make_case(loss: str, input, target, weight=None, pos_weight=None, grad_output=None,
               **kwargs) -> Case:
     """A harness case for ``loss`` with these arrays and keywords (None arrays left out)."""
@@ -93,7 +100,7 @@ def assert_within(got, want, tol, what: str, why: str, case: Case | None = None,
     got_arr = np.asarray(got)
     want = np.asarray(want, dtype=np.float64)
     assert got_arr.shape == want.shape, f"{what}: shape {got_arr.shape} != {want.shape}"
-    dtype = got_arr.dtype.name if got_arr.dtype.kind == "f" else "float64"
+    dtype = _dtype_name(got_arr)
     result = compare(got_arr, want, tol, dtype, why)
     if not (result.value_ok and result.pattern_ok):
         raise AssertionError(_report(what, dtype, result, case, kind))
@@ -107,7 +114,7 @@ def assert_conforms(got, want, case: Case, kind: str, what: str = "",
     zeros are not distinguished here (tests that care assert them separately).
     """
     got_arr = np.asarray(got)
-    dtype = got_arr.dtype.name if got_arr.dtype.kind == "f" else "float64"
+    dtype = _dtype_name(got_arr)
     tol, desc = tolerance(case, kind, dtype, ref_exact=exact)
     assert_within(got_arr, want, tol, what or f"{case.loss} {kind}", desc, case, kind)
 

@@ -171,6 +171,18 @@ _LIST = [
     Convention("nan_leaks_from_ignored_rows",
                "NaN/inf logits in an ignored sample leak into the loss (masked by multiplying with 0)",
                CLASS, (S(nan_leak=True),), (), "docs/semantics.md §9", ("value", "nan_pattern")),
+    # The LLM options (docs/semantics.md §13.1; nbxent and Liger-Kernel: unweighted z-loss on valid rows, its
+    # 'mean' over their count; the smoothing term on the capped logits)
+    Convention("z_loss_weighted",
+               "the z-loss is scaled by the target's class weight and its 'mean' divides by sum w[t] "
+               "(reduced exactly like the loss)",
+               CE, (S(z_loss="weighted"),), (), "docs/semantics.md §13.1"),
+    Convention("z_loss_on_ignored_rows",
+               "ignored samples add their z-loss too, and its 'mean' divides by every sample",
+               CE, (S(z_loss="all_rows"),), (), "docs/semantics.md §13.1"),
+    Convention("softcap_smoothing_on_raw_logits",
+               "label smoothing's uniform term is computed from the uncapped logits",
+               CE, (S(softcap_smoothing="raw"),), (), "docs/semantics.md §13.1"),
 ]
 
 #: The registry: id -> Convention (stable ids; docs/conventions.md describes each).

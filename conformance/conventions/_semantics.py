@@ -23,12 +23,12 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import expit, log_expit, logsumexp
 
 from conformance import extensions
 from conformance.model import Case
 from conformance.oracles._layout import bce_broadcast, sample_shape
-from conformance.oracles.scipy_ref import BCE_GRAD_FLOOR, log_softmax_rows
+from conformance.oracles.scipy_ref import BCE_GRAD_FLOOR, log_softmax_rows, softcap_rows
 from conformance.oracles.validate import expected_error
 
 __all__ = ["Outcome", "Semantics", "TORCH", "UNDETERMINED", "evaluate"]
@@ -68,6 +68,9 @@ class Semantics:
     compute_dtype: str = "input"             # for the precision knobs: 'input' or 'float64'
     ignored_grad: bool = False               # §10.2
     nan_leak: bool = False                   # §9
+    z_loss: str = "liger"                    # §13.1: 'liger' (unweighted, valid rows, mean over their count)
+    #                                          | 'weighted' (w_t z lse^2, mean over W) | 'all_rows' (ignored rows too)
+    softcap_smoothing: str = "capped"        # §13.1: 'capped' | 'raw' (the smoothing term from the uncapped logits)
 
     def merged(self, other: "Semantics") -> "Semantics | None":
         """Both settings' changes from torch at once; None when they change one knob differently."""
@@ -184,12 +187,52 @@ def _mean(total: float, denom: float, sem: Semantics) -> float:
     return np.float64(total) / np.float64(denom)
 
 
+# ----------------------------------------------------------------------------- the LLM options (§13.1)
+def _z_terms(case, sem, xr, lp, valid, wt, W, want_grad):
+    """The z-loss's value and its gradient w.r.t. the (capped) logits, or None without it."""
+    kw, x = case.kwargs, case.arrays["input"]
+    z = float(kw.get("lse_square_scale", 0.0))
+    if case.loss != "cross_entropy" or z == 0.0:
+        return None
+    S, C = xr.shape
+    with np.errstate(all="ignore"):
+        lse = logsumexp(xr, axis=1) if C else np.full(S, -np.inf)
+        if sem.z_loss == "weighted":
+            coef, den = np.where(valid, wt, 0.0), np.float64(W)
+        elif sem.z_loss == "all_rows":
+            coef, den = np.ones(S), np.float64(S)
+        else:
+            coef, den = valid.astype(np.float64), np.float64(valid.sum())
+        per = np.where(coef != 0, coef * z * lse * lse, 0.0)
+        red = kw.get("reduction", "mean")
+        if red == "none" and x.ndim > 1:
+            value = per.reshape(_none_shape(_samples(x.shape, sem), sem))
+        elif red in ("none", "sum"):
+            value = np.asarray(per.sum())
+        else:
+            value = np.asarray(per.sum() / den)
+        dz = None
+        if want_grad:
+            red_g = "sum" if (red == "none" and x.ndim == 1) else red
+            gz = _gs(case.arrays["grad_output"], red_g, S, den, sem)
+            dz = np.where(coef != 0, 2 * z * coef * gz * lse, 0.0)[:, None] * np.exp(lp)
+    return value, dz
+
+
+def _capped(case, sem, xr):
+    """``(logits, smoothing logits, slope)`` under the softcap (docs/semantics.md §13.1)."""
+    if case.loss != "cross_entropy":
+        return xr, xr, None
+    y, slope = softcap_rows(xr, case.kwargs)
+    return y, (xr if sem.softcap_smoothing == "raw" else y), slope
+
+
 # ----------------------------------------------------------------------------- class-index CE / NLL
 def _class_index(case: Case, sem: Semantics, want_grad: bool):
     loss, arrays, kw = case.loss, case.arrays, case.kwargs
     x = arrays["input"]
     ft = _ftype(sem, case)
-    xr = _rows(x, sem)
+    xr, xs, slope = _capped(case, sem, _rows(x, sem))
     S, C = xr.shape
     tr = np.asarray(arrays["target"]).astype(np.int64).reshape(-1)
     ii = kw.get("ignore_index", -100)
@@ -216,10 +259,11 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
     if eps > 0 and sem.smoothing == "eps_over_c_minus_1" and C > 1:      # undefined for C = 1
         # target weight 1 - eps, every other class eps/(C-1): (1 - eps*C/(C-1))*nll + eps/(C-1)*sum_c(-lp_c)
         c_nll, c_sm = 1 - eps * C / (C - 1), eps / (C - 1)
+    lps = lp if xs is xr else _log_softmax(xs, sem, ft)       # the smoothing term's logits
     if eps > 0 and sem.smoothing == "weighted_by_target":
-        smooth = np.where(smooth_rows, -(lp.sum(axis=1)) * np.where(valid, wt, 1.0), 0.0)
+        smooth = np.where(smooth_rows, -(lps.sum(axis=1)) * np.where(valid, wt, 1.0), 0.0)
     else:
-        smooth = np.where(smooth_rows, -(lp * wc).sum(axis=1), 0.0) if eps > 0 else np.zeros(S)
+        smooth = np.where(smooth_rows, -(lps * wc).sum(axis=1), 0.0) if eps > 0 else np.zeros(S)
     per = c_nll * nll + c_sm * smooth if eps > 0 else nll
     W = float(wt.sum())
     if sem.mean_denominator == "count":
@@ -238,6 +282,9 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
                            if eps > 0 else nll.sum() / np.float64(W))
     else:
         value = np.asarray(_mean(_batch_sum(per, sem, ft), W, sem))
+    zt = _z_terms(case, sem, xr, lp, valid, wt, W, want_grad)
+    if zt is not None:
+        value = value + zt[0]
     grad = None
     if want_grad:
         red_g = "sum" if (red == "none" and x.ndim == 1) else red
@@ -256,9 +303,23 @@ def _class_index(case: Case, sem: Semantics, want_grad: bool):
             glp[rows[ign], ii] += -c_nll * wc[ii] * gs[ign]           # the ignored class is not masked out
         if loss == "cross_entropy":
             sm = np.exp(lp)
-            glp = glp - sm * glp.sum(axis=1, keepdims=True)            # log_softmax backward
+            if xs is xr:
+                glp = glp - sm * glp.sum(axis=1, keepdims=True)        # log_softmax backward
+            else:                                                      # the smoothing part through raw logits
+                gsm = np.zeros((S, C))
+                if eps > 0:
+                    gsm[smooth_rows] = -c_sm * wc[None, :] * gs[smooth_rows, None]
+                gnl = glp - gsm
+                glp = (gnl - sm * gnl.sum(axis=1, keepdims=True)) + 0.0
+                graw = gsm - np.exp(lps) * gsm.sum(axis=1, keepdims=True)
             if sem.ignored_grad and ign.any() and not 0 <= ii < C:
                 glp[ign] += gs[ign, None] * sm[ign]                    # softmax - onehot with an empty onehot
+            if zt is not None:
+                glp = glp + zt[1]
+            if slope is not None:
+                glp = glp * slope
+            if xs is not xr:
+                glp = glp + graw
         grad = _unrows(glp, x.shape, sem)
     return value, grad, str(x.dtype)
 
@@ -268,7 +329,8 @@ def _class_prob(case: Case, sem: Semantics, want_grad: bool):
     arrays, kw = case.arrays, case.kwargs
     x, p, w = arrays["input"], arrays["target"], arrays.get("weight")
     ft = _ftype(sem, case)
-    xr, pr = _rows(x, sem), _rows(p, sem)
+    xr, _, slope = _capped(case, sem, _rows(x, sem))
+    pr = _rows(p, sem)
     S, C = xr.shape
     red = kw.get("reduction", "mean")
     eps = float(kw.get("label_smoothing", 0.0))
@@ -286,11 +348,19 @@ def _class_prob(case: Case, sem: Semantics, want_grad: bool):
         value = np.asarray(np.nan)
     else:
         value = np.asarray(_mean(_batch_sum(per, sem, ft), denom, sem))
+    zt = _z_terms(case, sem, xr, lp, np.ones(S, bool), np.ones(S), float(S), want_grad)
+    if zt is not None:
+        value = value + zt[0]
     grad = None
     if want_grad:
         gs = _gs(arrays["grad_output"], red, S, denom, sem)
         glp = -gs[:, None] * q * wc
-        grad = _unrows(glp - np.exp(lp) * glp.sum(axis=1, keepdims=True), x.shape, sem)
+        dx = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)
+        if zt is not None:
+            dx = dx + zt[1]
+        if slope is not None:
+            dx = dx * slope
+        grad = _unrows(dx, x.shape, sem)
     dts = [x.dtype, p.dtype] + ([w.dtype] if w is not None else [])
     return value, grad, str(np.result_type(*dts))
 

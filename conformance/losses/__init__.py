@@ -19,7 +19,8 @@ from typing import Any, Callable
 __all__ = ["LOSSES", "KEYWORD_FEATURES", "LossSpec", "UnknownLoss", "get", "all_specs"]
 
 #: Keyword arguments that are features (a function that does not take one lacks the feature).
-KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight")
+KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight",
+                    "lse_square_scale", "softcap")
 
 
 class UnknownLoss(ValueError):

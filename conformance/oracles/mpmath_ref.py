@@ -74,9 +74,45 @@ def _gs(g, red, n, denom):
     return [gg if red == "sum" else _div(gg, denom)] * n
 
 
+def _softcap(xr, kwargs):
+    """The capped logits ``c tanh(x / c)`` (docs/semantics.md §13.1), or ``xr`` without softcap."""
+    c = kwargs.get("softcap")
+    if c is None:
+        return xr
+    c = mpmath.mpf(float(c))
+    return np.vectorize(lambda v: c * mpmath.tanh(v / c), otypes=[object])(xr)
+
+
+def _softcap_slope(xr, kwargs):
+    """``d/dx c tanh(x / c) = 1 / cosh(x / c)^2`` (0 at +-inf), or None without softcap."""
+    c = kwargs.get("softcap")
+    if c is None:
+        return None
+    c = mpmath.mpf(float(c))
+    return np.vectorize(lambda v: mpmath.mpf(0) if mpmath.isinf(v) else mpmath.sech(v / c) ** 2,
+                        otypes=[object])(xr)
+
+
+def _z_terms(kwargs, lses, valid, red, shape, unbatched, g, want_grad):
+    """The z-loss ``z lse^2`` per valid sample, reduced with the non-ignored count as the
+    'mean' denominator (unweighted: docs/semantics.md §13.1); and its upstream gradient per sample."""
+    z = mpmath.mpf(float(kwargs.get("lse_square_scale", 0.0)))
+    per = [z * lse * lse if ok else mpmath.mpf(0) for lse, ok in zip(lses, valid)]
+    n = mpmath.mpf(sum(1 for ok in valid if ok))
+    if red == "none" and not unbatched:
+        value = _reduce(per, "none", shape, n)
+    else:
+        value = _reduce(per, "sum" if red == "none" else red, (), n)
+    gz = None
+    if want_grad:
+        gz = _gs(g, "sum" if (red == "none" and unbatched) else red, len(lses), n)
+    return z, value, gz
+
+
 def _class_index(loss, arrays, kwargs, want_grad):
     x = arrays["input"]
-    xr = _mp(to_rows(x))
+    xraw = _mp(to_rows(x))
+    xr = _softcap(xraw, kwargs)
     S, C = xr.shape
     tr = np.asarray(arrays["target"]).astype(np.int64).reshape(-1)
     ii = kwargs.get("ignore_index", -100)
@@ -105,6 +141,12 @@ def _class_index(loss, arrays, kwargs, want_grad):
         value = _reduce(per, "none", sample_shape(x.shape), W)
     else:
         value = _reduce(per, "sum" if red == "none" else red, (), W)
+    zl = loss == "cross_entropy" and float(kwargs.get("lse_square_scale", 0.0)) != 0.0
+    if zl:
+        valid = [tr[s] != ii for s in range(S)]
+        z, zval, gz = _z_terms(kwargs, lses, valid, red, sample_shape(x.shape), unbatched,
+                               arrays.get("grad_output"), want_grad)
+        value = value + zval
     grad = None
     if want_grad:
         gs = _gs(arrays["grad_output"], "sum" if (red == "none" and unbatched) else red, S, W)
@@ -121,15 +163,21 @@ def _class_index(loss, arrays, kwargs, want_grad):
                 if loss == "cross_entropy":
                     sm = mpmath.exp(xr[s, j] - lses[s])
                     out[s, j] = gs[s] * (_mul(B, sm) - hot - eps / C * wc[j])
+                    if zl:
+                        out[s, j] += gz[s] * 2 * z * lses[s] * sm
                 else:
                     out[s, j] = _mul(gs[s], -hot) if j == t else mpmath.mpf(0)
+        slope = _softcap_slope(xraw, kwargs) if loss == "cross_entropy" else None
+        if slope is not None:
+            out = out * slope
         grad = from_rows(out, x.shape)
     return value, grad
 
 
 def _class_prob(arrays, kwargs, want_grad):
     x = arrays["input"]
-    xr, pr = _mp(to_rows(x)), _mp(to_rows(arrays["target"]))
+    xraw, pr = _mp(to_rows(x)), _mp(to_rows(arrays["target"]))
+    xr = _softcap(xraw, kwargs)
     S, C = xr.shape
     red = kwargs.get("reduction", "mean")
     eps = float(kwargs.get("label_smoothing", 0.0))
@@ -143,6 +191,11 @@ def _class_prob(arrays, kwargs, want_grad):
         lses.append(lse)
         per.append(mpmath.fsum(_mul(wc[c] * q[s, c], lse - xr[s, c]) for c in range(C)))
     value = _reduce(per, red, sample_shape(x.shape), mpmath.mpf(S))
+    zl = float(kwargs.get("lse_square_scale", 0.0)) != 0.0
+    if zl:
+        z, zval, _ = _z_terms(kwargs, lses, [True] * S, red, sample_shape(x.shape), x.ndim == 1,
+                              None, False)
+        value = value + zval
     grad = None
     if want_grad:
         gs = _gs(arrays["grad_output"], red, S, mpmath.mpf(S))
@@ -152,6 +205,11 @@ def _class_prob(arrays, kwargs, want_grad):
             for j in range(C):
                 sm = mpmath.exp(xr[s, j] - lses[s])
                 out[s, j] = gs[s] * (_mul(swq, sm) - wc[j] * q[s, j])
+                if zl:
+                    out[s, j] += gs[s] * 2 * z * lses[s] * sm
+        slope = _softcap_slope(xraw, kwargs)
+        if slope is not None:
+            out = out * slope
         grad = from_rows(out, x.shape)
     return value, grad
 

@@ -44,9 +44,49 @@ def _per_sample_grad(g: np.ndarray, reduction: str, n: int, denom: float) -> np.
     return np.full(n, scalar)
 
 
+def softcap_rows(xr: np.ndarray, kwargs) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(c tanh(x / c), 1 - tanh(x / c)^2)`` (docs/semantics.md §13.1), or ``(xr, None)`` without softcap.
+
+    The slope as ``4a / (1 + a)^2`` with ``a = exp(-2|x / c|)``: no cancellation where
+    ``tanh`` rounds to +-1.
+    """
+    c = kwargs.get("softcap")
+    if c is None:
+        return xr, None
+    c = float(c)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.exp(-2.0 * np.abs(xr / c))
+        return c * np.tanh(xr / c), 4.0 * a / (1.0 + a) ** 2
+
+
+def z_loss_terms(kwargs, lse, valid, red, x_shape, g, want_grad):
+    """The z-loss ``z lse^2`` per valid sample, unweighted, its 'mean' over the valid count
+    (docs/semantics.md §13.1); and its upstream gradient per sample (None without ``want_grad``)."""
+    z = float(kwargs.get("lse_square_scale", 0.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        per = np.where(valid, z * lse * lse, 0.0)
+    n = np.float64(np.count_nonzero(valid))
+    if red == "none" and len(x_shape) > 1:
+        value = per.reshape(sample_shape(x_shape))
+    elif red in ("none", "sum"):
+        value = np.asarray(per.sum())
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.asarray(np.float64(per.sum()) / n)
+    gz = None
+    if want_grad:
+        red_g = "sum" if (red == "none" and len(x_shape) == 1) else red
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gz = _per_sample_grad(g, red_g, lse.shape[0], n)
+    return z, value, gz
+
+
 def _class_index(loss, arrays, kwargs, want_grad):
     x = arrays["input"]
     xr = to_rows(x)
+    slope = None
+    if loss == "cross_entropy":
+        xr, slope = softcap_rows(xr, kwargs)
     S, C = xr.shape
     tr = np.asarray(arrays["target"]).astype(np.int64).reshape(-1)
     ii = kwargs.get("ignore_index", -100)
@@ -76,6 +116,12 @@ def _class_index(loss, arrays, kwargs, want_grad):
         W = np.float64(W)
         value = (1 - eps) * (nll.sum() / W) + ec * (smooth.sum() / W) if eps > 0 else nll.sum() / W
         value = np.asarray(value)
+    zl = loss == "cross_entropy" and float(kwargs.get("lse_square_scale", 0.0)) != 0.0
+    if zl:
+        lse = logsumexp(xr, axis=1) if C else np.full(S, -np.inf)
+        z, zval, gz = z_loss_terms(kwargs, lse, valid, red, x.shape, arrays.get("grad_output"),
+                                   want_grad)
+        value = value + zval
     grad = None
     if want_grad:
         red_g = "sum" if (red == "none" and x.ndim == 1) else red
@@ -87,6 +133,10 @@ def _class_index(loss, arrays, kwargs, want_grad):
             glp[valid] += -ec * wc[None, :] * gs[valid, None]
         if loss == "cross_entropy":
             glp = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)   # log_softmax backward
+            if zl:
+                glp[valid] += (2.0 * z * gz[valid] * lse[valid])[:, None] * np.exp(lp[valid])
+            if slope is not None:
+                glp = glp * slope
         grad = from_rows(glp, x.shape)
     return value, grad, str(x.dtype)
 
@@ -94,6 +144,7 @@ def _class_index(loss, arrays, kwargs, want_grad):
 def _class_prob(arrays, kwargs, want_grad):
     x, p, w = arrays["input"], arrays["target"], arrays.get("weight")
     xr, pr = to_rows(x), to_rows(p)
+    xr, slope = softcap_rows(xr, kwargs)
     S, C = xr.shape
     red = kwargs.get("reduction", "mean")
     eps = float(kwargs.get("label_smoothing", 0.0))
@@ -107,11 +158,21 @@ def _class_prob(arrays, kwargs, want_grad):
         value = np.asarray(per.sum())
     else:
         value = np.asarray(np.float64(per.sum()) / np.float64(S) if C else np.nan)
+    zl = float(kwargs.get("lse_square_scale", 0.0)) != 0.0
+    if zl:
+        lse = logsumexp(xr, axis=1) if C else np.full(S, -np.inf)
+        z, zval, _ = z_loss_terms(kwargs, lse, np.ones(S, bool), red, x.shape, None, False)
+        value = value + zval
     grad = None
     if want_grad:
         gs = _per_sample_grad(arrays["grad_output"], red, S, S)
         glp = -gs[:, None] * q * wc
-        grad = from_rows(glp - np.exp(lp) * glp.sum(axis=1, keepdims=True), x.shape)
+        dx = glp - np.exp(lp) * glp.sum(axis=1, keepdims=True)
+        if zl:
+            dx = dx + (2.0 * z * gs * lse)[:, None] * np.exp(lp)
+        if slope is not None:
+            dx = dx * slope
+        grad = from_rows(dx, x.shape)
     dts = [x.dtype, p.dtype] + ([w.dtype] if w is not None else [])
     return value, grad, str(np.result_type(*dts))
 

@@ -25,6 +25,9 @@ _FUNCS = {
 
 def _tensor(a: np.ndarray, as_float64: bool) -> torch.Tensor:
     # np.array(order='C') keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-D)
+    if a.dtype.name == "bfloat16":     # ml_dtypes' bfloat16: torch.from_numpy does not take it
+        t = torch.from_numpy(np.array(a, dtype=np.float32 if not as_float64 else np.float64, order="C"))
+        return t if as_float64 else t.to(torch.bfloat16)
     dtype = np.float64 if as_float64 and np.issubdtype(a.dtype, np.floating) else a.dtype
     return torch.from_numpy(np.array(a, dtype=dtype, order="C", copy=True))
 
@@ -48,7 +51,33 @@ def _call_torch(loss, arrays, kwargs, as_float64, want_grad):
     for key in ("weight", "pos_weight"):
         if key in arrays:
             kw[key] = _tensor(arrays[key], as_float64)
+    if loss == "cross_entropy" and ("softcap" in kw or "lse_square_scale" in kw):
+        return _llm_cross_entropy(x, _tensor(t_np, as_float64), kw), x
     return _FUNCS[loss](x, _tensor(t_np, as_float64), **kw), x
+
+
+def _llm_cross_entropy(x, t, kw):
+    """cross_entropy with the LLM options composed from torch ops (torch has none of them):
+    the softcap by hand, the z-loss from ``logsumexp`` (docs/semantics.md §13.1)."""
+    cap = kw.pop("softcap", None)
+    z = float(kw.pop("lse_square_scale", 0.0))
+    y = x if cap is None else cap * torch.tanh(x / cap)
+    out = F.cross_entropy(y, t, **kw)
+    if z == 0.0:
+        return out
+    cdim = 0 if y.ndim == 1 else 1
+    lse = torch.logsumexp(y, dim=cdim)
+    if t.shape == y.shape:
+        valid = torch.ones_like(lse, dtype=torch.bool)
+    else:
+        valid = (t != kw.get("ignore_index", -100)).reshape(lse.shape)
+    zv = torch.where(valid, z * lse * lse, torch.zeros_like(lse))
+    red = kw.get("reduction", "mean")
+    if red == "none" and y.ndim > 1:
+        return out + zv
+    if red in ("none", "sum"):
+        return out + zv.sum()
+    return out + zv.sum() / valid.sum()
 
 
 class TorchOracle:

@@ -14,7 +14,8 @@ _REDUCTIONS = ("none", "mean", "sum", "elementwise_mean")
 
 
 def _is_float(a: np.ndarray) -> bool:
-    return np.issubdtype(a.dtype, np.floating)
+    # ml_dtypes' bfloat16 is a NumPy extension dtype (kind 'V'), a float to torch (docs/semantics.md §2.8)
+    return np.issubdtype(a.dtype, np.floating) or a.dtype.name == "bfloat16"
 
 
 def class_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
@@ -25,6 +26,12 @@ def class_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
     eps = kwargs.get("label_smoothing", 0.0)
     if loss == "cross_entropy" and isinstance(ii, float):
         return "TypeError"                                     # docs/semantics.md §4: must be an int
+    if loss == "cross_entropy":                                 # docs/semantics.md §13.1 (nbxent, Liger)
+        cap, z = kwargs.get("softcap"), kwargs.get("lse_square_scale", 0.0)
+        if cap is not None and not (np.isfinite(cap) and cap > 0):
+            return "ValueError"
+        if not np.isfinite(z):
+            return "ValueError"
     if not _is_float(x):
         return "NotImplementedError"                           # docs/semantics.md §2.1
     if x.ndim == 0:

@@ -54,6 +54,7 @@ from nbxent import functional as _functional
 from nbxent._core.device import CUDA as _CUDA
 from nbxent._core.device import pinned as _pinned
 from nbxent.cuda._runtime import is_available, set_threads_per_block, threads_per_block
+from nbxent.functional import CrossEntropyOutput as CrossEntropyOutput  # the same result type
 
 # The public functions of nbxent.functional with the backend pinned to CUDA: one
 # definition, one docstring and one set of checks for both backends.

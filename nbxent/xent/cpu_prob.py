@@ -26,7 +26,7 @@ from nbxent._cpu.fastmath import cast_like, exp_diff
 from nbxent._cpu.rows import FASTMATH, LANES, block_sum_exp, row_max
 from nbxent._cpu.threads import use_parallel
 from nbxent.xent.cpu_spatial import KBLOCK
-from nbxent.xent.formulas import log_prob, smooth_target
+from nbxent.xent.formulas import log_prob, prob_grad_scale, smooth_target
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -63,6 +63,8 @@ def _prob_row(x, n, q, w, g, opts, loss, grad, gradq):
     b = cast_like(eps / C, m)
     acc, swq = _prob_sums(x, n, q, w, a, b, smooth, m64, log_s)
     loss[n] = -acc
+    if opts.want_lse:
+        opts.lse[n] = m64 + log_s
     gs = g[n * opts.gstride]
     if opts.grad_target:
         c_q = -(1.0 - eps) * gs
@@ -70,7 +72,7 @@ def _prob_row(x, n, q, w, g, opts, loss, grad, gradq):
             gradq[n, c] = cast_like(c_q * np.float64(w[c]) * log_prob(np.float64(x[n, c]), m64, log_s),
                                     m)
     if grad_mode != GRAD_NONE:
-        c_p = cast_like(gs * swq / s, m)
+        c_p = cast_like(prob_grad_scale(gs, swq, m64 + log_s, opts) / s, m)
         c_g = cast_like(gs, m)
         # In place: read grad itself (one base pointer: see nbxent/xent/cpu_rows.py).
         if grad_mode == GRAD_IN_PLACE:
@@ -127,6 +129,8 @@ def _prob_block(x, n, k0, k1, q, w, g, opts, loss, grad, gradq):
             swq[kk] += wq
     for kk in range(nb):
         loss[n * K + k0 + kk] = -acc[kk]
+        if opts.want_lse:
+            opts.lse[n * K + k0 + kk] = np.float64(m[kk]) + log_s[kk]
     if opts.grad_target:
         for c in range(C):
             wc = np.float64(w[c])
@@ -140,7 +144,8 @@ def _prob_block(x, n, k0, k1, q, w, g, opts, loss, grad, gradq):
         c_g = np.empty(nb, dtype=x.dtype)
         for kk in range(nb):
             gs = g[(n * K + k0 + kk) * gstride]
-            c_p[kk] = cast_like(gs * swq[kk] / s[kk], m[kk])
+            lse = np.float64(m[kk]) + log_s[kk]
+            c_p[kk] = cast_like(prob_grad_scale(gs, swq[kk], lse, opts) / s[kk], m[kk])
             c_g[kk] = cast_like(gs, m[kk])
         for c in range(C):
             wc = w[c]

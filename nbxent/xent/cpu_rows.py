@@ -128,6 +128,8 @@ def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
         s_other = math.nan            # all -inf/NaN row: torch's log_softmax is NaN
     if ignored:
         loss[n] = 0.0
+        if opts.want_lse:
+            opts.lse[n] = M64 + math.log(s_other)   # s_other holds the whole row here
         if grad_mode != GRAD_NONE:
             fill = cast_like(np.nan if math.isnan(s_other) else 0.0, M)
             for j in range(C):
@@ -139,7 +141,11 @@ def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
     s = s_other + e_t
     wt = np.float64(w[tn])
     nll = -0.0 * wt if lt == 0.0 else wt * lt
-    lse = xt64 + lt                  # the row's log-sum-exp, from loss_t = lse - x_t
+    # The row's log-sum-exp from the max, never as x_t + loss_t (which cancels when x_t is far
+    # below the max); log1p when the target holds the max (s = 1 + s_other exactly).
+    lse = M64 + (math.log1p(s_other) if xt64 == M64 else math.log(s))
+    if opts.want_lse:
+        opts.lse[n] = lse
     smooth_sum = 0.0
     if opts.smooth:
         # -sum_c w_c * lp_c with lp_c = (x_c - M) - log(s)

@@ -48,7 +48,7 @@ from nbxent.xent.formulas import index_grad_scale, index_grad_target, index_loss
 #: gradient) stay in L1/L2 for the usual class counts.
 KBLOCK = 256
 #: Rows of the float64 scratch ``sc`` of :func:`index_block`.
-SC_ROWS = 11
+SC_ROWS = 12
 
 _F32_ONE = np.float32(1.0)
 _TINY_Z = 2.0 ** -20
@@ -158,15 +158,30 @@ def _losses_newton(m64, xt, z, y0, lt, nb):
         lt[kk] = np.nan if bad else (m - xt[kk]) + y
 
 
+@njit(cache=CACHE, error_model="numpy")
+def _pos_lse(m64, xt, so, e_t, tcf, out, nb):
+    # Each position's log-sum-exp from the max, m + log(s): x_t + loss_t would cancel when
+    # x_t lies far below the max. log1p(s_other) when the target is the max (e_t = 1);
+    # ignored positions (tcf < 0) summed the whole column into s_other.
+    for kk in range(nb):
+        sok = so[kk]
+        if tcf[kk] < 0.0:
+            out[kk] = m64[kk] + math.log(sok)
+        elif xt[kk] == m64[kk]:
+            out[kk] = m64[kk] + math.log1p(sok)
+        else:
+            out[kk] = m64[kk] + math.log(sok + e_t[kk])
+
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _values(wt, lt, xt, tcf, out, C, opts, nb):
+def _values(wt, lt, lse, tcf, out, C, opts, nb):
     # the per-position value from nll = w_t * loss_t (-0.0 * w_t for a zero loss, as
     # torch), without smoothing; +0.0 where ignored (tcf < 0)
     for kk in range(nb):
         wtk = wt[kk]
         ltk = lt[kk]
         nll = -0.0 * wtk if ltk == 0.0 else wtk * ltk
-        val = index_value(nll, 0.0, xt[kk] + ltk, C, opts)
+        val = index_value(nll, 0.0, lse[kk], C, opts)
         out[kk] = val if tcf[kk] >= 0.0 else 0.0
 
 
@@ -244,6 +259,13 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
     lt = sc[10, :nb]
     _pos_losses(mx, m64, xt, s_other, e_t, z, tile[C + 3, :nb], tile[C + 4, :nb], lt, nb)
     base = loss[n * K + k0:n * K + k1]
+    lse = sc[11, :nb]
+    if opts.want_lse or opts.zl:                 # only the z-loss and a returned lse read it
+        _pos_lse(m64, xt, s_other, e_t, tcf, lse, nb)
+        if opts.want_lse:
+            opts.lse[n * K + k0:n * K + k1] = lse
+    else:
+        lse[:] = 0.0
     if opts.smooth:
         for kk in range(nb):
             wtk = wt[kk]
@@ -253,10 +275,10 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
             s = s_other[kk] + e_t[kk]
             m64k = m64[kk]
             smooth_sum = -((wx[kk] - sumw * m64k) - sumw * _pos_log(s, mx[kk]))
-            val = index_value(nll, smooth_sum, xt[kk] + ltk, C, opts)
+            val = index_value(nll, smooth_sum, lse[kk], C, opts)
             base[kk] = val if tcf[kk] >= 0.0 else 0.0
     else:
-        _values(wt, lt, xt, tcf, base, C, opts, nb)
+        _values(wt, lt, lse, tcf, base, C, opts, nb)
     if grad_mode == GRAD_NONE:
         return
     for kk in range(nb):
@@ -265,14 +287,14 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
         so = s_other[kk]
         s = so + e_t[kk]
         wtk = wt[kk]
-        lse = xt[kk] + lt[kk]                    # the position's log-sum-exp
+        lsek = lse[kk]
         valid = tcf[kk] >= 0.0
         ign = np.nan if so != so else 0.0        # ignored: 0, or NaN when lp is NaN
-        cp = index_grad_scale(gs, wtk, sumw, lse, opts) / s
+        cp = index_grad_scale(gs, wtk, sumw, lsek, opts) / s
         xt[kk] = cp if valid else ign            # xt now holds the probability scale
         cpw[kk] = gs * opts.epsc if valid else ign
         # p_t - 1 = (e_t - s) / s = -s_other / s: no cancellation however close p_t is to 1
-        pm1[kk] = index_grad_target(gs, wtk, sumw, -so / s, e_t[kk] / s, lse, opts)
+        pm1[kk] = index_grad_target(gs, wtk, sumw, -so / s, e_t[kk] / s, lsek, opts)
     c_p = tile[C + 1, :nb]
     c_w = tile[C + 2, :nb]
     for kk in range(nb):

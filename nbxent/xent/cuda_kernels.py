@@ -42,14 +42,18 @@ from nbxent.cuda._device_math import (
     lse_finish,
     lse_merge,
     lse_push,
+    prob_grad_scale,
     smooth_target,
+    softcap_slope,
+    softcap_value,
     target_p_minus_1,
 )
 from nbxent.cuda._reduce_kernels import MAX_TPB, block_min, block_sum
 
 
 @cuda.jit
-def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
+def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial, lse_out,
+                   zloss_out, zpartial):
     """Loss and gradients of class-index or probability-target cross-entropy.
 
     Args (device arrays unless noted; ``T`` is the compute dtype):
@@ -62,11 +66,21 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
             ``epsc = eps / C`` that keep float32 arithmetic in float32, and ``sign``).
         loss: (N*K,) T.  grad, gradt: (N, C, K) T (d/dx, d/dp).  scratch: (grid, 5) T.
         partial: (grid,) float64.
+        lse_out: (N*K,) T per-sample log-sum-exp (written when ``opts.want_lse``).
+        zloss_out: (N*K,) T per-sample z-loss (written when ``opts.write_z``).
+        zpartial: (grid,) float64 per-block sums of the z-loss.
+
+    Softcap (``opts.capped``): every logit read becomes ``softcap_value(x, c)`` and each
+    input-gradient element is multiplied by ``softcap_slope(exp(-2|x / c|))``. z-loss (``opts.zl``):
+    its gradient is in the shared formulas; its value ``z * lse^2`` joins the row's value
+    (``'none'``) and the block partial, weighted by ``opts.zratio`` so that the main
+    combine's denominator ``W`` yields the z-loss's own mean over the non-ignored count.
     """
     ignore_index, is_prob, smooth, red = opts.ignore_index, opts.prob, opts.smooth, opts.reduction
     wsum, one, ninf, omeps, epsc = opts.wsum, opts.one, opts.ninf, opts.omeps, opts.epsc
     need_grad, need_gt, write_loss = opts.grad_mode, opts.grad_target, opts.write_loss
     sign = opts.sign
+    capped, cap, zl, zratio = opts.capped, opts.cap, opts.zl, opts.zratio
     N = x.shape[0]
     C = x.shape[1]
     K = x.shape[2]
@@ -79,6 +93,7 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
     sh_a = cuda.shared.array(MAX_TPB, dtype=np.float64)
     zero = one - one
     acc = 0.0
+    zacc = 0.0
     for s in range(blk, S, cuda.gridDim.x):
         n = s // K
         k = s - n * K
@@ -92,7 +107,10 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
         t = zero - one
         aux = zero
         for c in range(tid, C, bsz):
-            m, t = lse_push(m, t, x[n, c, k], one)
+            xc = x[n, c, k]
+            if capped:
+                xc = softcap_value(xc, cap)
+            m, t = lse_push(m, t, xc, one)
             if is_prob:
                 q = smooth_target(p[n, c, k], omeps, epsc, smooth)
                 aux += w[c] * q
@@ -119,7 +137,10 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
             if not is_prob and valid:
                 # The state's t is the split sum of nbxent/xent/formulas.py with the max's own 1 left out:
                 # s_other = t, e_t = 1 when x_t is the max, and s_other + e_t = 1 + t otherwise.
-                loss_t = index_loss(scratch[blk, 0], x[n, tt, k], scratch[blk, 1], one)
+                xt = x[n, tt, k]
+                if capped:
+                    xt = softcap_value(xt, cap)
+                loss_t = index_loss(scratch[blk, 0], xt, scratch[blk, 1], one)
                 scratch[blk, 4] = target_p_minus_1(loss_t)
             else:
                 scratch[blk, 4] = zero
@@ -143,12 +164,16 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
             wt = w[tt]
         # Index-target gradient (docs/semantics.md §0), nbxent/xent/formulas.py:
         # d_c = sm_c * S_all - (eps/C) g_s w_c, the target from p_t - 1 and p_t.
-        s_all = index_grad_scale(gs, wt, aux, m + tail, opts)
+        lse = m + tail
+        s_all = index_grad_scale(gs, wt, aux, lse, opts)
         # ---- pass 2: gradient and the loss terms that need the final lse
         lsum = zero
         if need_grad != 0 or need_gt or smooth or is_prob:
             for c in range(tid, C, bsz):
-                xc = x[n, c, k]
+                xraw = x[n, c, k]
+                xc = xraw
+                if capped:
+                    xc = softcap_value(xraw, cap)
                 lp = (xc - m) - tail
                 wq = zero
                 if is_prob:
@@ -166,9 +191,11 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
                         om = -t * inv
                     if is_prob:
                         if xc == m:
-                            d = gs * (om * aux + (aux - wq))
+                            # the z-loss's p_j term alone: prob_grad_scale with sum w q = 0
+                            d = gs * (om * aux + (aux - wq)) + sm * prob_grad_scale(
+                                gs, zero, lse, opts)
                         else:
-                            d = gs * (sm * aux - wq)
+                            d = sm * prob_grad_scale(gs, aux, lse, opts) - gs * wq
                     elif valid:
                         if c == tt:
                             d = index_grad_target(gs, wt, aux, pt1, sm, m + tail, opts)
@@ -176,6 +203,9 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
                             d = index_grad_other(sm, s_all, gs, w[c], opts)
                     else:
                         d = zero - sm * zero  # ignored: +0.0 (NaN if the row is NaN, like torch)
+                    if capped and (is_prob or valid):
+                        au = abs(xraw / cap)
+                        d = d * softcap_slope(math.exp(zero - (au + au)), one)
                     grad[n, c, k] = d
                 if need_gt:
                     gradt[n, c, k] = -(omeps * gs * w[c]) * lp
@@ -190,12 +220,26 @@ def ce_rows_kernel(x, tgt, p, w, g, opts, loss, grad, gradt, scratch, partial):
                 row = index_value(-((0.0 - loss_t) * wt), -lsum_total, m + tail, C, opts)
             else:
                 row = 0.0
-            if write_loss:
-                loss[s] = row
-            acc += sign * row
+            if opts.want_lse:
+                lse_out[s] = lse
+            if zl and (is_prob or valid):
+                row_z = opts.z * lse * lse
+                if write_loss:
+                    loss[s] = row + row_z
+                if opts.write_z:
+                    zloss_out[s] = row_z
+                acc += sign * (row + zratio * row_z)
+                zacc += row_z
+            else:
+                if write_loss:
+                    loss[s] = row
+                if opts.write_z:
+                    zloss_out[s] = zero
+                acc += sign * row
         cuda.syncthreads()  # scratch is rewritten for the next sample
     if tid == 0:
         partial[blk] = acc
+        zpartial[blk] = zacc
 
 
 @cuda.jit

@@ -32,7 +32,7 @@ from nbxent._core.jit import CACHE
 
 __all__ = ["index_loss", "target_p_minus_1", "log_prob",
            "index_value", "smooth_target", "index_grad_scale", "index_grad_target",
-           "index_grad_other"]
+           "index_grad_other", "prob_grad_scale", "softcap_value", "softcap_slope"]
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
@@ -60,6 +60,37 @@ def target_p_minus_1(loss_t):
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
+def softcap_value(x, c):
+    """The capped logit ``c * tanh(x / c)`` (Gemma-2's soft cap), in x's precision or better.
+
+    Stable for every ``x`` and ``c > 0``: a huge ``x / c`` (or ``c`` tiny) gives
+    ``tanh(+-inf) = +-1``, so ``+-inf`` logits become ``+-c``; for ``|x / c| < 1e-8``
+    the result is ``x`` itself, which is the correctly rounded value
+    (``c tanh(x/c) = x (1 - u^2/3 + ...)`` and ``u^2/3 < 2^-54``), so a huge ``c`` never
+    pushes ``x / c`` into the subnormals and back. In between, ``tanh`` of the rounded
+    ``u = x / c`` has relative condition number ``u tanh'(u) / tanh(u) <= 1``: a few ulp.
+    """
+    u = x / c
+    if abs(u) < 1e-8:
+        return x
+    return c * math.tanh(u)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def softcap_slope(a, one):
+    """``d/dx c tanh(x / c) = 1 - tanh(x / c)^2 = 4a / (1 + a)^2`` from ``a = exp(-2|x / c|)``.
+
+    The form in ``a`` has no cancellation where ``1 - tanh^2`` has (``|x / c| >~ 1``, where
+    ``tanh`` rounds towards 1 and the slope would lose all its bits); it is 0 for an
+    infinite ``x`` (``a = 0``) and NaN for NaN. Its relative condition number ``2|u tanh(u)|``
+    is the slope's own. The caller forms ``a`` (a vectorized exp on the CPU) and passes
+    ``one`` in the compute dtype (no float literal: float32 stays float32 on CUDA).
+    """
+    b = one + a
+    return ((a + a) + (a + a)) / (b * b)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
 def log_prob(x_c, m, log_s):
     """``log softmax(x)_c = (x_c - m) - log(s)``: both terms <= 0, so no cancellation.
 
@@ -77,6 +108,14 @@ def log_prob(x_c, m, log_s):
 # float32 arithmetic in float32). With ``opts.smooth`` false the smoothing terms are skipped,
 # not multiplied by 0: a NaN or inf class weight that no sample targets must not turn the
 # gradient into ``0 * NaN`` (torch's gradient is finite there).
+#
+# z-loss (``opts.zl``): the per-sample term ``z * lse^2`` adds ``2 z lse p_j * g_z`` to
+# ``d/dx_j``, a multiple of ``p_j``: it joins the factor of ``p_j`` (``index_grad_scale``,
+# ``prob_grad_scale``) and the target's ``p_t`` term. ``opts.zg = 2 z (g_z / g_s)`` carries
+# the z-loss's own upstream scale (docs/semantics.md §13.1: unweighted, its 'mean' counts
+# samples). Its value is formed by the callers from the returned lse (not here), because
+# its 'mean' has its own denominator. The softcap's chain factor ``softcap_slope`` is
+# applied by the kernels to the whole gradient row.
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
 def index_value(nll, smooth_sum, lse, n_classes, opts):
@@ -110,7 +149,9 @@ def index_grad_scale(gs, wt, sumw, lse, opts):
     """
     a = opts.omeps * (gs * wt)
     if opts.smooth:
-        return a + (opts.epsc * gs) * sumw
+        a = a + (opts.epsc * gs) * sumw
+    if opts.zl:
+        a = a + (gs * opts.zg) * lse
     return a
 
 
@@ -127,9 +168,12 @@ def index_grad_target(gs, wt, sumw, pm1, p_t, lse, opts):
     as much (torch's autograd evaluates the same difference).
     """
     a = opts.omeps * (gs * wt)
+    d = a * pm1
     if opts.smooth:
-        return a * pm1 + (opts.epsc * gs) * (sumw * p_t - wt)
-    return a * pm1
+        d = d + (opts.epsc * gs) * (sumw * p_t - wt)
+    if opts.zl:
+        d = d + ((gs * opts.zg) * lse) * p_t
+    return d
 
 
 @njit(inline="always", cache=CACHE, error_model="numpy")
@@ -138,3 +182,14 @@ def index_grad_other(p_j, scale, gs, w_j, opts):
     if opts.smooth:
         return p_j * scale - (opts.epsc * gs) * w_j
     return p_j * scale
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def prob_grad_scale(gs, swq, lse, opts):
+    """The factor of ``p_j`` in the probability-target gradient: ``g_s sum_c w_c q'_c``
+    (+ ``g_s zg lse`` with the z-loss). ``d/dx_j = p_j * prob_grad_scale - g_s w_j q'_j``.
+    """
+    a = gs * swq
+    if opts.zl:
+        a = a + (gs * opts.zg) * lse
+    return a

@@ -31,7 +31,9 @@ CEPlan fields (everything a kernel launcher needs; nothing refers to memory):
 ``target_dtype``   dtype of the target as given
 ``result_dtype``   dtype of the loss: input dtype (index targets) or
                    ``result_type(input, target[, weight])`` (probability targets)
-``compute_dtype``  float32 or float64: what kernels compute in (float16 -> float32)
+``compute_dtype``  float32 or float64: what kernels compute in (float16, bfloat16 -> float32)
+``lse_square_scale``  the z-loss coefficient ``z`` (0.0: off); cross_entropy only
+``softcap``        the logit cap ``c`` (0.0: off), logits become ``c * tanh(x / c)``
 =================  ==========================================================================
 
 Torch's rules are in docs/semantics.md §1, §2, §4, §5, §11, §13; the deliberate differences
@@ -48,11 +50,12 @@ import numpy as np
 from nbxent._core.arrays import is_array as _is_array
 from nbxent._core.arrays import require_array as _require_array
 from nbxent._core.arrays import target_out_of_bounds
-from nbxent._core.dtypes import FLOATS, compute_dtype, torch_dtype_name
-from nbxent._core.reduction import NONE, parse_reduction
+from nbxent._core.dtypes import compute_dtype, is_float, result_type, torch_dtype_name
+from nbxent._core.reduction import MEAN, NONE, parse_reduction
 
 __all__ = [
     "CEPlan", "XentOptions", "CudaXentOptions", "kernel_options", "cuda_kernel_options",
+    "z_grad_ratio", "parse_llm_options",
     "plan_cross_entropy", "plan_nll_loss", "check_grad_output", "check_grad_output_shape",
     "parse_wrt", "values_without_classes", "host_input", "host_target_index", "host_target_prob",
     "host_weight", "host_grad_output",
@@ -86,6 +89,10 @@ class CEPlan:
     #: An error torch raises only after its target range check (so an out-of-range target
     #: wins): the backends raise it as RuntimeError once the targets are known to be in range.
     deferred_error: str = ""
+    #: The z-loss coefficient: ``z * lse**2`` per non-ignored sample (0.0: off).
+    lse_square_scale: float = 0.0
+    #: The logit cap ``c > 0`` (0.0: off).
+    softcap: float = 0.0
 
     @property
     def S(self) -> int:
@@ -117,17 +124,52 @@ class XentOptions(NamedTuple):
     grad_target: bool   #: probability targets: also write d loss / d target
     has_weight: bool    #: whether W sums the class weights (else it counts samples)
     mean: bool          #: the serial rows driver divides by W itself
+    zl: bool            #: z-loss on (its gradient term is skipped, not multiplied by 0)
+    zg: float           #: 2 * z * (g_z / g_s): the z-loss's factor of ``lse * p_j`` per g_s
+    capped: bool        #: softcap on
+    cap: float          #: the cap c (1.0 when off, never read then)
+    cap_fast: bool      #: float32 compute: the vectorized tanh (nbxent/xent/cpu_capped.py)
+    want_lse: bool      #: write each sample's log-sum-exp into ``lse``
+    lse: np.ndarray     #: float64 ``(S,)`` output buffer (empty unless ``want_lse``)
+
+
+#: The lse buffer of a call that does not want one: empty, and writeable like a real one
+#: (a read-only array is another Numba type, so another compiled signature).
+_NO_LSE = np.empty(0)
+
+
+def z_grad_ratio(plan: CEPlan, W: float, n_valid: int) -> float:
+    """``g_z / g_s``: the z-loss's upstream gradient per unit of the main loss's.
+
+    The z-loss is unweighted and its ``'mean'`` divides by the count of non-ignored
+    samples (Liger-Kernel's convention, docs/semantics.md §13.1), while the main loss's
+    ``'mean'`` divides by ``W = sum w[t]``: the kernels get ``g_s = g / W``, so the z-loss
+    term needs ``W / n_valid``. 1 for 'none', 'sum' and probability targets (both divide by S).
+    """
+    if plan.reduction != MEAN or plan.prob or not plan.has_weight or n_valid == 0:
+        return 1.0
+    return float(W) / n_valid
 
 
 def kernel_options(plan: CEPlan, grad_mode: int = 0, gstride: int = 0,
-                   grad_target: bool = False, mean: bool = False) -> XentOptions:
-    """The kernels' option record for ``plan`` (values converted to the record's types)."""
+                   grad_target: bool = False, mean: bool = False, zratio: float = 1.0,
+                   lse=None) -> XentOptions:
+    """The kernels' option record for ``plan`` (values converted to the record's types).
+
+    ``zratio``: :func:`z_grad_ratio`; ``lse``: a float64 ``(S,)`` buffer for the per-sample
+    log-sum-exp, or None.
+    """
     eps = float(plan.eps)
+    z = float(plan.lse_square_scale)
+    cap = float(plan.softcap)
     return XentOptions(ignore_index=int(plan.ignore_index), eps=eps, smooth=eps > 0.0,
                        omeps=1.0 - eps, epsc=eps / plan.C if plan.C else 0.0,
                        grad_mode=int(grad_mode), gstride=int(gstride),
                        grad_target=bool(grad_target), has_weight=bool(plan.has_weight),
-                       mean=bool(mean))
+                       mean=bool(mean), zl=z != 0.0, zg=2.0 * z * float(zratio),
+                       capped=cap > 0.0, cap=cap if cap > 0.0 else 1.0,
+                       cap_fast=plan.compute_dtype == np.float32,
+                       want_lse=lse is not None, lse=_NO_LSE if lse is None else lse)
 
 
 class CudaXentOptions(NamedTuple):
@@ -153,19 +195,32 @@ class CudaXentOptions(NamedTuple):
     grad_target: bool   #: also d loss / d target (probability targets)
     write_loss: bool    #: write per-sample losses ('none')
     sign: float         #: +1 or -1: the sign the per-block partials accumulate with
+    zl: bool            #: z-loss on
+    z: object           #: T(z), the z-loss coefficient
+    zg: object          #: T(2 * z * ratio): see XentOptions.zg
+    zratio: float       #: g_z / g_s (z_grad_ratio): the z-loss's weight in the main partials
+    capped: bool        #: softcap on
+    cap: object         #: T(c) (1 when off)
+    want_lse: bool      #: write each sample's log-sum-exp
+    write_z: bool       #: write each sample's z-loss ('none' with return_z_loss)
 
 
 def cuda_kernel_options(plan: CEPlan, wsum: float, grad_mode: int, grad_target: bool,
-                        write_loss: bool) -> CudaXentOptions:
+                        write_loss: bool, zratio: float = 1.0, want_lse: bool = False,
+                        write_z: bool = False) -> CudaXentOptions:
     """The CUDA kernels' option record for ``plan`` (T scalars in the compute dtype)."""
     T = plan.compute_dtype.type
     eps = float(plan.eps)
+    z = float(plan.lse_square_scale)
+    cap = float(plan.softcap)
     return CudaXentOptions(
         ignore_index=int(plan.ignore_index), prob=bool(plan.prob), smooth=eps > 0.0,
         reduction=int(plan.reduction), wsum=float(wsum), one=T(1), ninf=T(-np.inf),
         omeps=T(1.0 - eps), epsc=T(eps / plan.C if plan.C else 0.0), eps=eps,
         grad_mode=int(grad_mode), grad_target=bool(grad_target), write_loss=bool(write_loss),
-        sign=-1.0 if plan.prob else 1.0)
+        sign=-1.0 if plan.prob else 1.0, zl=z != 0.0, z=T(z), zg=T(2.0 * z * float(zratio)),
+        zratio=float(zratio), capped=cap > 0.0, cap=T(cap if cap > 0.0 else 1.0),
+        want_lse=bool(want_lse), write_z=bool(write_z))
 
 
 # ----------------------------------------------------------------------------- metadata part
@@ -194,15 +249,42 @@ def _parse_label_smoothing(fname, label_smoothing) -> float:
     return eps if eps > 0.0 else 0.0
 
 
+def _parse_real(fname, name, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fname}: argument '{name}' must be float, not "
+                        f"{type(value).__name__} (got {value!r})")
+    return float(value)
+
+
+def parse_llm_options(fname, lse_square_scale=0.0, softcap=None):
+    """``(z, c)`` from the z-loss coefficient and the softcap (``c = 0.0`` when off).
+
+    ``lse_square_scale`` must be finite (a negative z is accepted: it is a plain
+    coefficient); ``softcap`` None, or finite and > 0 (``c * tanh(x / c)`` needs ``c != 0``,
+    and a negative ``c`` would flip the logits' order).
+    """
+    z = _parse_real(fname, "lse_square_scale", lse_square_scale)
+    if not np.isfinite(z):
+        raise ValueError(f"{fname}: argument 'lse_square_scale' must be finite, got {z}")
+    if softcap is None:
+        return z, 0.0
+    c = _parse_real(fname, "softcap", softcap)
+    if not (np.isfinite(c) and c > 0.0):
+        raise ValueError(f"{fname}: argument 'softcap' must be None or a finite float > 0, "
+                         f"got {softcap!r}")
+    return z, c
+
+
 def _check_input_dtype(fname, x):
     kind = np.dtype(x.dtype).kind
     if kind in "iub":
         raise NotImplementedError(f"{fname}: not implemented for '{torch_dtype_name(x.dtype)}' "
                                   f"(argument 'input' has dtype {np.dtype(x.dtype).name}; "
-                                  f"expected float16, float32 or float64)")
-    if np.dtype(x.dtype) not in FLOATS:
+                                  f"expected float16, bfloat16, float32 or float64)")
+    if not is_float(x.dtype):
         raise TypeError(f"{fname}: unsupported dtype {np.dtype(x.dtype).name} for argument "
-                        f"'input' (expected float16, float32 or float64)")
+                        f"'input' (expected float16, bfloat16, float32 or float64)")
 
 
 def _check_weight_meta(fname, weight, C, spatial, prob):
@@ -221,7 +303,7 @@ def _check_weight_meta(fname, weight, C, spatial, prob):
             text = (f"weight tensor should be defined either for all {C} classes or no classes "
                     f"but got weight tensor of shape: {shown}")
         raise RuntimeError(f"{fname}: {text} (argument 'weight' has shape {shape}, C={C})")
-    if np.dtype(weight.dtype) not in FLOATS:
+    if not is_float(weight.dtype):
         raise RuntimeError(f"{fname}: expected a floating point weight but found "
                            f"{torch_dtype_name(weight.dtype)} (argument 'weight' has dtype "
                            f"{np.dtype(weight.dtype).name})")
@@ -292,16 +374,18 @@ def _result_shape(reduction, out_shape):
 
 
 def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                       label_smoothing=0.0, fname="cross_entropy") -> CEPlan:
+                       label_smoothing=0.0, fname="cross_entropy", lse_square_scale=0.0,
+                       softcap=None) -> CEPlan:
     """Check cross_entropy's arguments from metadata only and return the :class:`CEPlan`."""
     red = parse_reduction(fname, reduction)
+    z, cap = parse_llm_options(fname, lse_square_scale, softcap)
     _require_array(fname, "input", input)
     _require_array(fname, "target", target)
     ii = _parse_ignore_index(fname, ignore_index)
     eps = _parse_label_smoothing(fname, label_smoothing)
     x_dt, t_dt = np.dtype(input.dtype), np.dtype(target.dtype)
     if tuple(input.shape) == tuple(target.shape):
-        if t_dt.kind != "f":
+        if not is_float(t_dt):
             raise RuntimeError(f"{fname}: Expected floating point type for target with class "
                                f"probabilities, got {torch_dtype_name(t_dt)} (argument 'target' "
                                f"has dtype {t_dt.name} and the input's shape "
@@ -322,13 +406,13 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
             K = int(np.prod(spatial, dtype=np.int64))
             out_shape = (N,) + spatial
         w_dt = _check_weight_meta(fname, weight, C, spatial, prob=True)
-        res = np.result_type(x_dt, t_dt, *(() if w_dt is None else (w_dt,)))
+        res = result_type(x_dt, t_dt, *(() if w_dt is None else (w_dt,)))
         return CEPlan(fname=fname, is_nll=False, prob=True, unbatched=unbatched, N=N, C=C, K=K,
                       spatial=tuple(spatial), out_shape=out_shape,
                       result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
                       ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
                       target_dtype=t_dt, result_dtype=np.dtype(res),
-                      compute_dtype=compute_dtype(res))
+                      compute_dtype=compute_dtype(res), lse_square_scale=z, softcap=cap)
     if input.ndim == 0:
         raise IndexError(f"{fname}: Dimension specified as 1 but tensor has no dimensions "
                          f"(argument 'input' has shape ())")
@@ -347,7 +431,7 @@ def plan_cross_entropy(input, target, weight=None, ignore_index=-100, reduction=
                   result_shape=_result_shape(red, out_shape), reduction=red, eps=eps,
                   ignore_index=ii, has_weight=weight is not None, input_dtype=x_dt,
                   target_dtype=t_dt, result_dtype=x_dt, compute_dtype=compute_dtype(x_dt),
-                  deferred_error=deferred)
+                  deferred_error=deferred, lse_square_scale=z, softcap=cap)
 
 
 def plan_nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -434,7 +518,7 @@ def check_grad_output(fname, plan: CEPlan, grad_output) -> None:
     """grad_output (metadata only): the forward result's shape and a real dtype."""
     check_grad_output_shape(fname, plan, grad_output)
     dt = np.dtype(grad_output.dtype) if _is_array(grad_output) else np.asarray(grad_output).dtype
-    if dt.kind not in "fiu":
+    if dt.kind not in "fiu" and not is_float(dt):
         raise TypeError(f"{fname}: argument 'grad_output' must be a real array, got dtype "
                         f"{dt.name}")
 

@@ -251,6 +251,30 @@ def _ce_cast_weight(input, target, weight=None, ignore_index=-100, reduction="me
     return REF.cross_entropy(input, target, w, ignore_index, reduction, label_smoothing)
 
 
+def _ce_llm(weighted_z=False, z_on_ignored=False, smoothing_raw=False):
+    """cross_entropy with the LLM options (docs/semantics.md §13.1), one convention flipped, from nbxent's parts."""
+    import nbxent
+
+    def ce(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+           lse_square_scale=0.0, softcap=None):
+        x, t = np.asarray(input, f64), np.asarray(target)
+        kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction)
+        if smoothing_raw:                    # (1 - eps) * nll(capped) + eps * uniform term(raw): same W
+            main = (1 - label_smoothing) * nbxent.cross_entropy(x, t, softcap=softcap, **kw) \
+                + label_smoothing * nbxent.cross_entropy(x, t, label_smoothing=1.0, **kw)
+        else:
+            main = nbxent.cross_entropy(x, t, label_smoothing=label_smoothing, softcap=softcap, **kw)
+        lse = nbxent.cross_entropy(x, t, softcap=softcap, return_lse=True, **kw).lse
+        valid = t != ignore_index
+        wt = np.where(valid, 1.0 if weight is None else np.asarray(weight, f64)[np.where(valid, t, 0)], 0.0)
+        coef = np.ones(t.shape) if z_on_ignored else (wt if weighted_z else valid.astype(f64))
+        per = coef * lse_square_scale * lse ** 2
+        den = t.size if z_on_ignored else (wt.sum() if weighted_z else valid.sum())
+        z = per if reduction == "none" else per.sum() / (den if reduction == "mean" else 1.0)
+        return np.asarray(main + z)
+    return ce
+
+
 XP = np.moveaxis(np.arange(24.0).reshape(2, 3, 4) / 5, 1, -1).copy()            # (2, 4, 3)
 PP = np.full((2, 4, 3), 1 / 3)
 CUSTOM = [
@@ -286,6 +310,14 @@ CUSTOM = [
      [case("cross_entropy", X43, [2, 0, 1, -100])]),
     ("nan_leaks_from_ignored_rows", Candidate(cross_entropy=_ce_mask_by_multiply),
      [case("cross_entropy", [[np.nan, 0.0, 1.0], [0.5, 0.2, 0.1]], [-100, 1], reduction=r) for r in ("mean", "sum")]),
+    ("z_loss_weighted", Candidate(cross_entropy=_ce_llm(weighted_z=True)),
+     [case("cross_entropy", X43, [2, 0, 1, -100], weight=W3, lse_square_scale=0.1, reduction=r)
+      for r in ("mean", "none")]),
+    ("z_loss_on_ignored_rows", Candidate(cross_entropy=_ce_llm(z_on_ignored=True)),
+     [case("cross_entropy", X43, [2, 0, 1, -100], lse_square_scale=0.1, reduction=r) for r in ("mean", "sum")]),
+    ("softcap_smoothing_on_raw_logits", Candidate(cross_entropy=_ce_llm(smoothing_raw=True)),
+     [case("cross_entropy", X43, [2, 0, 1, 1], softcap=1.0, label_smoothing=0.3, reduction=r)
+      for r in ("mean", "none")]),
 ]
 
 
