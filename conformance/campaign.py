@@ -196,6 +196,7 @@ class _Campaign:
                     feats = dataclasses.replace(feats, names=feats.names - {"large_classes"},
                                                 max_classes=min(feats.max_classes, 64))
                 budget = config.simulator_max_examples if simulated else config.max_examples
+                budget = min(budget, losses.get(loss).max_examples or budget)
                 cat = catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
                 out.append(Plan(spec, worker, loss, feats, budget, cat, simulated))
         # loss by loss, candidate by candidate (see _run)
