@@ -1,7 +1,11 @@
 """Seeded bug: 'mean' is the mean of per-chunk means (normalised over the chunk, not the batch)."""
+import os
+import sys
+
 import numpy as np
 
-from lce_numpy import linear_cross_entropy as _correct
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lce_numpy import linear_cross_entropy as _correct  # noqa: E402
 
 
 def linear_cross_entropy(input, linear_weight, target, *, reduction="mean", chunk_size=None, **kwargs):
