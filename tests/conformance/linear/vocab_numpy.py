@@ -11,23 +11,31 @@ def vocab_shard_stats(local_logits, target, vocab_start, num_classes, *, weight=
                 w=np.ones(x.shape[1]) if weight is None else np.asarray(weight, np.float64))
 
 
-def vocab_combine(stats, reduction="mean"):
+def combine_parts(stats):
+    """(shards in vocabulary order, lse, valid rows, weighted nll, w[t]) from all shards."""
     stats = sorted(stats, key=lambda s: s["v0"])
-    s0 = stats[0]
+    t, ii = stats[0]["t"], stats[0]["ii"]
     lse = logsumexp(np.concatenate([s["x"] for s in stats], axis=1), axis=1)
-    t, ii, eps, C = s0["t"], s0["ii"], s0["eps"], s0["C"]
     valid = t != ii
     rows = np.arange(len(t))
-    nll, wt, smooth = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
+    nll, wt = np.zeros(len(t)), np.zeros(len(t))
     for s in stats:
-        vs = s["x"].shape[1]
-        held = valid & (t >= s["v0"]) & (t < s["v0"] + vs)
+        held = valid & (t >= s["v0"]) & (t < s["v0"] + s["x"].shape[1])
         j = np.where(held, t - s["v0"], 0)
         wt += np.where(held, s["w"][j], 0.0)
         nll += np.where(held, s["w"][j] * (lse - s["x"][rows, j]), 0.0)
-        smooth += eps / C * (s["w"] * (lse[:, None] - s["x"])).sum(axis=1)
-    per = np.where(valid, (1 - eps) * nll + smooth, 0.0)
+    return stats, lse, valid, nll, wt
+
+
+def reduce(per, wt, reduction):
     if reduction == "none":
         return per
     with np.errstate(all="ignore"):
         return np.asarray(per.sum() if reduction == "sum" else per.sum() / wt.sum())
+
+
+def vocab_combine(stats, reduction="mean"):
+    stats, lse, valid, nll, wt = combine_parts(stats)
+    eps, C = stats[0]["eps"], stats[0]["C"]
+    smooth = sum(eps / C * (s["w"] * (lse[:, None] - s["x"])).sum(axis=1) for s in stats)
+    return reduce(np.where(valid, (1 - eps) * nll + smooth, 0.0), wt, reduction)
