@@ -95,6 +95,22 @@ def catalogue(dtype: str):
     yield Case("linear_cross_entropy", {"input": h, "linear_weight": W, "target": np.full(3, -100)},
                {"reduction": "mean", "ignore_index": -100}, origin="lce_all_ignored",
                reason="docs/linear.md: every target ignored, 'mean' is NaN (0/0)")
+    rng = np.random.default_rng(12)
+    hr, Wr = rng.standard_normal((4, 5)).astype(dt), rng.standard_normal((6, 5)).astype(dt)
+    tr = np.array([0, 5, 2, 2])
+    wr = np.array([0.5, 1.0, 2.0, 0.25, 1.5, 1.0], dt)
+    yield Case("linear_cross_entropy", {"input": hr, "linear_weight": Wr, "target": tr, "weight": wr},
+               {"reduction": "mean", "label_smoothing": 0.1}, origin="lce_weighted_smoothed_mean",
+               reason="docs/linear.md: weighted mean with smoothing divides by sum w[t]")
+    yield Case("linear_cross_entropy", {"input": hr, "linear_weight": Wr, "target": np.array([0, 5, -1, 2])},
+               {"reduction": "none", "ignore_index": -1}, origin="lce_ignored_row",
+               reason="an ignored sample's 'none' loss is exactly 0")
+    yield Case("linear_cross_entropy", {"input": hr * dt.type(30), "linear_weight": Wr, "target": tr},
+               {"reduction": "sum"}, origin="lce_large_logits",
+               reason="logits of size ~100: the GEMM's absolute error dominates the tolerance")
+    yield Case("linear_cross_entropy", {"input": hr, "linear_weight": Wr[:1], "target": np.zeros(4, np.int64)},
+               {"reduction": "mean", "ignore_index": 3}, origin="lce_one_class",
+               reason="C = 1: every loss is exactly 0")
     yield Case("linear_cross_entropy", {"input": h, "linear_weight": np.ones((3, 3), dt), "target": t}, {},
                origin="lce_err_in_features", reason="docs/linear.md: H mismatch raises RuntimeError",
                expect_error="RuntimeError")
