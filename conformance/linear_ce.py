@@ -189,10 +189,10 @@ def exact_loss(loss, arrays, kwargs, want_grad):
         z = [mpmath.fsum(mpmath.mpf(x2[s, k]) * mpmath.mpf(W[j, k]) for k in range(H))
              + (mpmath.mpf(float(b[j])) if b is not None else 0) for j in range(C)]
         lse = mpmath_ref._lse(z)
-        l = w[t[s]] * (lse - z[t[s]])
+        loss_s = w[t[s]] * (lse - z[t[s]])
         if eps > 0:
-            l = (1 - eps) * l + eps / C * mpmath.fsum(w[c] * (lse - z[c]) for c in range(C))
-        per.append(l)
+            loss_s = (1 - eps) * loss_s + eps / C * mpmath.fsum(w[c] * (lse - z[c]) for c in range(C))
+        per.append(loss_s)
         denom += w[t[s]]
     if red == "none":
         return np.array(per, dtype=object).reshape(np.shape(arrays["target"])), None

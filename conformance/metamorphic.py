@@ -206,8 +206,31 @@ def _split_points(rng, C: int, k: int) -> list[int]:
     return [0, *inner, C]
 
 
+def _combined(obj, c: Case, bounds) -> np.ndarray:
+    """The candidate's loss of ``c`` (a cross_entropy case) from its vocabulary split at ``bounds``."""
+    z, target, w = c.arrays["input"], c.arrays["target"], c.arrays.get("weight")
+    opts = {k: v for k, v in c.kwargs.items() if k in ("ignore_index", "label_smoothing")}
+    st = [obj.vocab_shard_stats(z[:, v0:v1], target, v0, z.shape[1],
+                                **({"weight": w[v0:v1]} if w is not None else {}), **opts)
+          for v0, v1 in zip(bounds[:-1], bounds[1:])]
+    res = obj.vocab_combine(st, reduction=c.kwargs["reduction"])
+    return np.asarray(getattr(res, "loss", res), dtype=np.float64)
+
+
+def _judge_split(t: _Tally, obj, c: Case, bounds, want, tol) -> None:
+    """One split against ``want``; a failure is re-judged against the sharding conventions."""
+    got = _combined(obj, c, bounds)
+    ok, worst, msg = _compare(got, want, tol)
+    if not ok:
+        ids = diagnose_shards(got, c.arrays["input"], c.arrays["target"], bounds, c.kwargs, c.arrays.get("weight"),
+                              lambda g, r: _compare(g, r, tol)[0])
+        for i in ids:
+            t.r.diagnoses[i] = t.r.diagnoses.get(i, 0) + 1
+        msg += f" (split {bounds}; explained by: {', '.join(ids) or 'no known convention'})"
+    t.add(c, ok, worst, msg)
+
+
 def _shards(name, obj, cases, rng):
-    stats_fn, combine = obj.vocab_shard_stats, obj.vocab_combine
     t = _Tally(name, "shard_split")
     for case in cases:
         a, dt = case.arrays, str(case.arrays["input"].dtype)
@@ -217,34 +240,12 @@ def _shards(name, obj, cases, rng):
         for red in ("none", "sum", "mean"):
             c = Case("cross_entropy", {"input": z, "target": a["target"], **({"weight": w} if w is not None else {})},
                      {**case.kwargs, "reduction": red}, case.origin)
-            opts = {k: v for k, v in case.kwargs.items() if k in ("ignore_index", "label_smoothing")}
             try:
-                def combined(bounds):
-                    st = [stats_fn(z[:, v0:v1], a["target"], v0, C,
-                                   **({"weight": w[v0:v1]} if w is not None else {}), **opts)
-                          for v0, v1 in zip(bounds[:-1], bounds[1:])]
-                    res = combine(st, reduction=red)
-                    return np.asarray(getattr(res, "loss", res), dtype=np.float64)
-
                 ref, _, _ = scipy_ref.class_loss("cross_entropy", c.arrays, c.kwargs, False)
                 allowed = _allowed(c, dt)
-
-                def judge(bounds, want, tol):
-                    got = combined(bounds)
-                    ok, worst, msg = _compare(got, want, tol)
-                    if not ok:
-                        ids = diagnose_shards(got, z, a["target"], bounds, c.kwargs, w,
-                                              lambda g, r: _compare(g, r, tol)[0])
-                        for i in ids:
-                            t.r.diagnoses[i] = t.r.diagnoses.get(i, 0) + 1
-                        msg += f" (split {bounds}; explained by: {', '.join(ids) or 'no known convention'})"
-                    t.add(c, ok, worst, msg)
-                    return got
-
                 # every split against torch's float64 loss: each is within one bound of it
-                judge([0, C], ref, allowed)
-                for k in sorted({2, 3, C} & set(range(2, C + 1))):
-                    judge(_split_points(rng, C, k), ref, allowed)
+                for bounds in [[0, C]] + [_split_points(rng, C, k) for k in sorted({2, 3, C} & set(range(2, C + 1)))]:
+                    _judge_split(t, obj, c, bounds, ref, allowed)
             except Exception as exc:
                 t.error(c, exc)
     return t.done()

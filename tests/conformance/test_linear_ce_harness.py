@@ -65,8 +65,8 @@ def test_gemm_term_is_gamma_of_h_plus_2_times_the_products():
     E, Q = units(case, "value")
     A = max(1 + 2 + 3, 0.5 + 0 + 12)
     assert gamma_units(5) == pytest.approx(5 / 2 / (1 - 5 * 2.0 ** -11))
-    from conformance.tolerances import class_units
     from conformance.linear_ce import logits64
+    from conformance.tolerances import class_units
     _, Qce = class_units(Case("cross_entropy", {"input": logits64(case.arrays), "target": case.arrays["target"]},
                               case.kwargs), "value")
     assert float(Q - Qce) == pytest.approx(2 * gamma_units(3 + 2) * A)

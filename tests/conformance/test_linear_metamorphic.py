@@ -2,8 +2,6 @@
 import os
 import sys
 
-import pytest
-
 from conformance import metamorphic
 from conformance.conventions import SHARD_CONVENTIONS
 
@@ -59,7 +57,6 @@ def test_a_per_sample_bug_fails_batch_invariance():
         """A 'none' loss that leaks its neighbour's loss (a wrong row offset in a chunk loop)."""
         @staticmethod
         def linear_cross_entropy(input, linear_weight, target, **kw):
-            import numpy as np
             out = lce_numpy.linear_cross_entropy(input, linear_weight, target, **kw)
             if kw.get("reduction") == "none" and out.size > 1:
                 out = out.copy()
