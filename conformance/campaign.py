@@ -222,6 +222,7 @@ class _Campaign:
                     feats = dataclasses.replace(feats, names=feats.names - {"large_classes"},
                                                 max_classes=min(feats.max_classes, 64))
                 budget = config.simulator_max_examples if simulated else config.max_examples
+                budget = min(budget, losses.get(loss).max_examples or budget)
                 cat = catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
                 if config.case_ids:       # a re-run of chosen cases: only those, fuzz ids replayed from the seed
                     cat = [c for c in cat if f"{loss}/catalogue/{c.origin}" in config.case_ids]

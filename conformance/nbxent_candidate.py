@@ -16,6 +16,7 @@ from nbxent import (
     binary_cross_entropy_with_logits_backward,
     cross_entropy,
     cross_entropy_backward,
+    linear_cross_entropy,
     nll_loss,
     nll_loss_backward,
 )
@@ -37,4 +38,5 @@ __all__ = [
     "cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward",
     "binary_cross_entropy", "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
+    "linear_cross_entropy",
 ]

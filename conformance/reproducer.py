@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from conformance import candidates
+from conformance import candidates, losses
 from conformance.model import Case
 from conformance.worker import SIMULATOR_THREADS_PER_BLOCK
 
 #: Arrays passed by keyword; input and target are positional, grad_output goes to the gradient call.
-_KEYWORD_ARRAYS = ("weight", "pos_weight")
+_KEYWORD_ARRAYS = ("weight", "pos_weight", "linear_bias")
 _MAX_NAME = 120
 
 
@@ -132,7 +132,8 @@ def render_torch_repro(case: Case, check: str, case_id: str) -> str:
     kw = [f"{k}={_literal(v)}" for k, v in case.kwargs.items()]
     kw += [f"{k}=torch.from_numpy({k})" for k in _KEYWORD_ARRAYS if k in arrays]
     lines += ["", "x = torch.from_numpy(input)" + (".requires_grad_(True)" if grad else ""),
-              f"out = F.{case.loss}(x, torch.from_numpy(target){', ' if kw else ''}{', '.join(kw)})",
+              f"out = F.{case.loss}(x, {''.join(f'torch.from_numpy({k}), ' for k in losses.get(case.loss).positional[1:])}"
+              f"{', '.join(kw)})",
               'print("loss:", out)']
     if grad:
         lines += ["out.backward(torch.from_numpy(grad_output))", 'print("grad:", x.grad)']
@@ -161,7 +162,7 @@ def _load_lines(case: Case, strided: list[str]) -> list[str]:
 
 def _call_args(case: Case) -> str:
     kws = [f"{k}={k}" for k in _KEYWORD_ARRAYS if k in case.arrays]
-    return ", ".join(["input", "target", *kws, "**kwargs"])
+    return ", ".join([*losses.get(case.loss).positional, *kws, "**kwargs"])
 
 
 def _import_lines(spec: str) -> list[str]:

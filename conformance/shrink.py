@@ -50,7 +50,7 @@ def _steps(case: Case) -> Iterator[Case]:
     """Simpler variants of ``case``, simplest-first within each kind."""
     a, kw = case.arrays, case.kwargs
     x, t = np.asarray(a["input"]), np.asarray(a["target"])
-    for k in ("weight", "pos_weight"):
+    for k in ("weight", "pos_weight", "linear_bias"):
         if k in a:
             yield _replace(case, {k: None})
     for k in ("label_smoothing", "ignore_index"):

@@ -74,7 +74,9 @@ _W_SUM = "summation bound Q taken at face value: it is already a worst-case (Hig
 
 #: (loss, kind, dtype) -> Policy. kind is 'value' or 'grad'.
 POLICY: dict[tuple[str, str, str], Policy] = {}
-for _loss in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"):
+# linear_cross_entropy: cross_entropy's rule on the logits; the GEMM's own bound is in Q (conformance/linear_ce.py)
+for _loss in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+              "linear_cross_entropy"):
     for _kind in ("value", "grad"):
         for _dt in ("float32", "float64"):
             POLICY[(_loss, _kind, _dt)] = Policy(4.0, 1.0, f"{_W_ELEM}; {_W_SUM}")

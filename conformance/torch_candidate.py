@@ -74,3 +74,11 @@ def binary_cross_entropy_with_logits_backward(grad_output, input, target, weight
                                               pos_weight=None):
     return _call("binary_cross_entropy_with_logits", input, target,
                  dict(weight=weight, reduction=reduction, pos_weight=pos_weight), grad_output)
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=None, label_smoothing=0.0):
+    kw = dict(linear_bias=None if linear_bias is None else _t(linear_bias),
+              weight=None if weight is None else _t(weight), reduction=reduction, ignore_index=ignore_index,
+              label_smoothing=label_smoothing)
+    return F.linear_cross_entropy(_t(input), _t(linear_weight), _t(target), **kw).detach().numpy()

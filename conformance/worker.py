@@ -39,7 +39,7 @@ import numpy as np
 
 from conformance.candidates import CandidateLoadError
 
-_ARRAY_KEYWORDS = ("weight", "pos_weight")
+_ARRAY_KEYWORDS = ("weight", "pos_weight", "linear_bias")
 #: Block size asked of a candidate on the CUDA simulator (measured: a CE call on a (4, 5) input
 #: takes 3.1 s at nbxent.cuda's default of 256 threads, 0.35 s at 16).
 SIMULATOR_THREADS_PER_BLOCK = 16
@@ -189,10 +189,8 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
             kw = dict(kwargs)
             kw.update({k: given[k] for k in _ARRAY_KEYWORDS if k in given})
             fn = getattr(obj, fname)
-            if backward:
-                res = fn(given["grad_output"], given["input"], given["target"], **kw)
-            else:
-                res = fn(given["input"], given["target"], **kw)
+            args = [given[k] for k in _positional(fname, backward)]
+            res = fn(given["grad_output"], *args, **kw) if backward else fn(*args, **kw)
             try:
                 reply = ("ok", _to_numpy(res))
             except Exception as exc:
@@ -204,6 +202,16 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
         modified = [k for k in before if not np.array_equal(before[k], arrays[k], equal_nan=True)]
         text, size = _take_output(out_fd)
         _send_reply(conn, reply + (modified, text, size))
+
+
+def _positional(fname: str, backward: bool) -> tuple[str, ...]:
+    """The arrays ``fname`` takes positionally (the loss registry says; ``_backward`` adds grad_output)."""
+    from conformance import losses
+    loss = fname[:-len("_backward")] if backward and fname.endswith("_backward") else fname
+    try:
+        return losses.get(loss).positional
+    except losses.UnknownLoss:
+        return ("input", "target")
 
 
 def _signal_name(code: int | None) -> str:

@@ -14,5 +14,7 @@ docs/conventions.md describes the library.
 from conformance.conventions._diagnose import FailedCase, diagnose, failed_checks
 from conformance.conventions._library import CONVENTIONS, Convention
 from conformance.conventions._semantics import TORCH, Outcome, Semantics, evaluate
+from conformance.conventions._sharding import SHARD_CONVENTIONS, ShardConvention, diagnose_shards
 
-__all__ = ["CONVENTIONS", "Convention", "FailedCase", "Outcome", "Semantics", "TORCH", "diagnose", "evaluate", "failed_checks"]
+__all__ = ["CONVENTIONS", "Convention", "FailedCase", "Outcome", "Semantics", "TORCH", "diagnose", "evaluate", "failed_checks",
+           "SHARD_CONVENTIONS", "ShardConvention", "diagnose_shards"]

@@ -20,7 +20,7 @@ __all__ = ["LOSSES", "KEYWORD_FEATURES", "LossSpec", "UnknownLoss", "get", "all_
 
 #: Keyword arguments that are features (a function that does not take one lacks the feature).
 KEYWORD_FEATURES = ("reduction", "weight", "ignore_index", "label_smoothing", "pos_weight",
-                    "lse_square_scale", "softcap")
+                    "lse_square_scale", "softcap", "linear_bias", "chunk_size")
 
 
 class UnknownLoss(ValueError):
@@ -45,6 +45,8 @@ class LossSpec:
     mpmath_entry: str              # (loss, arrays, kwargs, want_grad) -> (value, grad) as mpmath objects
     grad_name: str = ""            # '<loss>_backward'
     extensions: tuple[str, ...] = ()   # declared extensions that can apply (conformance/extensions.py)
+    positional: tuple[str, ...] = ("input", "target")   # the arrays passed positionally, in order
+    max_examples: int = 0          # cap on the fuzzed examples per candidate (0: the campaign's budget)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def entry(self, what: str) -> Callable[..., Any]:
@@ -63,9 +65,9 @@ class LossSpec:
 
 def _load() -> dict[str, LossSpec]:
     from conformance.losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
-                                    nll_loss)
+                                    linear_cross_entropy, nll_loss)
     return {m.SPEC.name: m.SPEC for m in (cross_entropy, nll_loss, binary_cross_entropy,
-                                          binary_cross_entropy_with_logits)}
+                                          binary_cross_entropy_with_logits, linear_cross_entropy)}
 
 
 _REGISTRY = _load()

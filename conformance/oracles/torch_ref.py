@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from conformance import losses
 from conformance.oracles import Reference
 
 _FUNCS = {
@@ -20,6 +21,7 @@ _FUNCS = {
     "nll_loss": F.nll_loss,
     "binary_cross_entropy": F.binary_cross_entropy,
     "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+    "linear_cross_entropy": F.linear_cross_entropy,
 }
 
 
@@ -48,12 +50,13 @@ def _call_torch(loss, arrays, kwargs, as_float64, want_grad):
             and not np.issubdtype(t_np.dtype, np.floating):
         t_np = t_np.reshape(())
     kw = dict(kwargs)
-    for key in ("weight", "pos_weight"):
+    for key in ("weight", "pos_weight", "linear_bias"):
         if key in arrays:
             kw[key] = _tensor(arrays[key], as_float64)
     if loss == "cross_entropy" and ("softcap" in kw or "lse_square_scale" in kw):
         return _llm_cross_entropy(x, _tensor(t_np, as_float64), kw), x
-    return _FUNCS[loss](x, _tensor(t_np, as_float64), **kw), x
+    middle = [_tensor(arrays[k], as_float64) for k in losses.get(loss).positional[1:-1]]   # linear_weight
+    return _FUNCS[loss](x, *middle, _tensor(t_np, as_float64), **kw), x
 
 
 def _llm_cross_entropy(x, t, kw):

@@ -2,7 +2,8 @@
 
 Rooms: ``_plan`` (validation, mean denominator, chunk size), ``_chunks`` (the loop both
 backends share), ``_host`` (NumPy BLAS), ``_device`` (CUDA: CuPy GEMMs, or host GEMMs under
-the simulator), ``_api`` (the public functions). See docs/linear.md.
+the simulator), ``_api`` (the public functions, defined once for both backends; ``nbxent.cuda``
+pins them to CUDA). See docs/linear.md.
 """
 from nbxent._linear._api import linear_cross_entropy, linear_cross_entropy_with_grad
 

@@ -2,28 +2,25 @@
 
 torch 2.13 ``F.linear_cross_entropy`` semantics (its reference path, ``options=None``),
 measured and written down in docs/linear.md; the logits are never materialised.
+Defined once for both backends: ``nbxent.cuda`` pins these same functions to CUDA
+(``nbxent._core.device.pinned``), as it does the other public functions.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from nbxent._core.device import CUDA, backend_for
 from nbxent._linear import _chunks
 from nbxent._linear._plan import plan_linear
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_with_grad"]
 
 
-def _is_device(obj) -> bool:
-    return obj is not None and (hasattr(obj, "__cuda_array_interface__")
-                                or hasattr(obj, "__cuda_ndarray__"))
-
-
 def _dispatch(fname, input, linear_weight, target, linear_bias, weight, reduction,
-              ignore_index, label_smoothing, chunk_size, want_grad, device=None):
-    arrays = (input, linear_weight, target, linear_bias, weight)
-    if device is None:
-        device = any(_is_device(a) for a in arrays)
-    if device:
+              ignore_index, label_smoothing, chunk_size, want_grad):
+    """The one entry of both public functions: the arrays (or ``nbxent.cuda``'s pin) pick the
+    chunk loop's backend; both validate through ``plan_linear``, so they raise alike."""
+    if backend_for(input, linear_weight, target, linear_bias, weight) == CUDA:
         from nbxent._linear import _device
         return _device.run(fname, input, linear_weight, target, linear_bias, weight, reduction,
                            ignore_index, label_smoothing, chunk_size, want_grad)

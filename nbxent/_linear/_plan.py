@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nbxent._core.reduction import parse_reduction
+
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-_REDUCTIONS = ("none", "mean", "sum")
+_REDUCTIONS = ("none", "mean", "sum")       # indexed by nbxent._core.reduction codes
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,8 @@ def plan_linear(fname, input, linear_weight, target, linear_bias, weight, reduct
         raise TypeError(f"{fname}: argument 'ignore_index' must be int, not "
                         f"{type(ignore_index).__name__}")
     ignore_index = int(ignore_index)
-    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
-        raise ValueError(f"{fname}: {reduction} is not a valid value for reduction (argument "
-                         f"'reduction'={reduction!r}; expected 'none', 'mean' or 'sum')")
+    # the one reduction rule (torch's deprecated 'elementwise_mean' is 'mean', with its warning)
+    reduction = _REDUCTIONS[parse_reduction(fname, reduction)]
     eps = parse_label_smoothing(fname, label_smoothing)
     if weight is not None:
         _require_array(fname, "weight", weight)

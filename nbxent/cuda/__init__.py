@@ -73,8 +73,11 @@ binary_cross_entropy_with_logits_backward = _pinned(
 binary_cross_entropy_with_logits_with_grad = _pinned(
     _functional.binary_cross_entropy_with_logits_with_grad, _CUDA)
 
-# Fused linear cross-entropy on the device (docs/linear.md).
-from nbxent._linear._cuda_api import linear_cross_entropy, linear_cross_entropy_with_grad  # noqa: E402
+# Fused linear cross-entropy (docs/linear.md), pinned like the rest.
+from nbxent import _linear  # noqa: E402
+
+linear_cross_entropy = _pinned(_linear.linear_cross_entropy, _CUDA)
+linear_cross_entropy_with_grad = _pinned(_linear.linear_cross_entropy_with_grad, _CUDA)
 
 __all__ = [*_functional.__all__, "is_available", "set_threads_per_block", "threads_per_block",
            "linear_cross_entropy", "linear_cross_entropy_with_grad"]

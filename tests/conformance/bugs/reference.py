@@ -184,3 +184,15 @@ def binary_cross_entropy_with_logits_backward(grad_output, input, target, weight
     with np.errstate(all="ignore"):
         g = _gscale(grad_output, reduction, x.shape) * w * ((pw * y + 1 - y) * sig - pw * y)
     return np.asarray(g).astype(np.asarray(input).dtype)
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=None, label_smoothing=0.0):
+    """cross_entropy of the logits input @ linear_weight.T + linear_bias, formed in float64."""
+    z = np.asarray(input, np.float64) @ np.asarray(linear_weight, np.float64).T
+    if linear_bias is not None:
+        z = z + np.asarray(linear_bias, np.float64)
+    w = None if weight is None else np.asarray(weight, np.float64)
+    out = cross_entropy(z, target, weight=w, ignore_index=-100 if ignore_index is None else ignore_index,
+                        reduction=reduction, label_smoothing=label_smoothing)
+    return np.asarray(out).astype(input.dtype)

@@ -37,3 +37,12 @@ cross_entropy, cross_entropy_backward = _make("cross_entropy")
 nll_loss, nll_loss_backward = _make("nll_loss")
 binary_cross_entropy, binary_cross_entropy_backward = _make("binary_cross_entropy")
 binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_backward = _make("binary_cross_entropy_with_logits")
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=None, label_smoothing=0.0):
+    t = torch.from_numpy
+    return F.linear_cross_entropy(t(input), t(linear_weight), t(target),
+                                  linear_bias=None if linear_bias is None else t(linear_bias),
+                                  weight=None if weight is None else t(weight), reduction=reduction,
+                                  ignore_index=ignore_index, label_smoothing=label_smoothing).detach().numpy()

@@ -1,0 +1,249 @@
+"""linear_cross_entropy in the harness: cases, torch's errors, tolerance units and the oracles.
+
+The loss is ``cross_entropy(input @ linear_weight.T + linear_bias, target, weight, ...)``
+(torch 2.13 ``F.linear_cross_entropy``, its reference path; docs/linear.md). Every entry
+point reduces it to the cross_entropy machinery on the materialised logits:
+
+* float64 oracle: the logits formed in float64, then the cross_entropy float64 reference
+  (conformance/oracles/scipy_ref.py) on them;
+* exact oracle: the logits formed exactly in mpmath (a product of two doubles has 106 bits,
+  a sum of a few such products fits in 50 digits), then the loss at 50 digits;
+* torch oracle: ``F.linear_cross_entropy`` itself in float64 (conformance/oracles/torch_ref.py);
+* tolerance units: cross_entropy's units at the exact logits plus the GEMM's term below.
+
+The GEMM's term. A logit ``z_j = sum_k h_k W_jk + b_j`` formed in a dtype of unit roundoff
+``u`` by any summation order (a dot product of ``H`` terms, the bias add, and one rounding
+to the storage dtype when the accumulator is wider) has
+
+    |dz_j| <= gamma(H + 2) * A_j,   A_j = sum_k |h_k W_jk| + |b_j|,   gamma(n) = n u / (1 - n u)
+
+(Higham, Accuracy and Stability, Lemma 3.1 and eq. 3.5). A per-sample loss is
+``l = sum_j c_j (lse - z_j)`` with ``c_j = (1 - eps) w_t [j = t] + (eps / C) w_j``; since
+``lse`` is a softmax-weighted mean of the logits, ``|d lse| <= max_j |dz_j|``, so
+
+    |dl| <= 2 * max_j |dz_j| * sum_j |c_j|.
+
+That is added to Q (bounds taken at face value, ``k_sum = 1``), in units of ``eps = 2u``:
+``gamma(n) / eps = n / (2 (1 - n u))``, with ``u = 2**-11`` (float16's, the largest tested)
+in the denominator so one number serves every dtype. The reduction sums these terms and the
+'mean' divides them by ``|sum w_t|``, as for the rest of Q. Ignored samples add nothing.
+"""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+from hypothesis import strategies as st
+
+from conformance import tolerances
+from conformance.model import Case
+from conformance.oracles import mpmath_ref, scipy_ref, validate
+from conformance.strategies import _reduction, _scales, rare
+
+#: The largest unit roundoff tested (float16), used in gamma's denominator.
+U_MAX = 2.0 ** -11
+
+
+# ---- cases ----------------------------------------------------------------------------------
+
+@st.composite
+def linear_case(draw, loss: str, f) -> Case:
+    """A linear_cross_entropy case on tiny shapes; every option off when hypothesis shrinks it."""
+    dtype = draw(st.sampled_from(f.dtypes))
+    N, H, C = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 8))
+    if f.has("empty") and rare(draw, 12):
+        N = 0
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from(_scales(dtype, [1.0, 0.1, 4.0, 30.0])))
+    arrays = {"input": (rng.standard_normal((N, H)) * scale).astype(dtype),
+              "linear_weight": rng.standard_normal((C, H)).astype(dtype)}
+    t = rng.integers(0, C, size=N).astype(np.int64)
+    kw: dict = {}
+    if f.has("linear_bias") and draw(st.booleans()):
+        arrays["linear_bias"] = rng.standard_normal(C).astype(dtype)
+    if f.has("weight") and draw(st.booleans()):
+        arrays["weight"] = rng.uniform(0.0, 2.0, C).astype(dtype)
+    if f.has("ignore_index") and draw(st.booleans()):
+        ii = draw(st.sampled_from([-100, -1, int(rng.integers(0, C))]))
+        kw["ignore_index"] = ii
+        t[rng.random(N) < 0.3] = ii
+    if f.has("label_smoothing") and draw(st.booleans()):
+        kw["label_smoothing"] = draw(st.sampled_from([0.1, 0.25, 1.0]))
+    _reduction(draw, f, kw)
+    if f.has("errors") and rare(draw, 12):
+        bad = draw(st.sampled_from(["target_out_of_range", "in_features", "batch"]))
+        if bad == "target_out_of_range" and N:
+            t[0] = C
+        elif bad == "in_features":
+            arrays["linear_weight"] = rng.standard_normal((C, H + 1)).astype(dtype)
+        elif bad == "batch":
+            t = np.concatenate([t, [0]]).astype(np.int64)
+    arrays["target"] = t
+    return Case(loss, arrays, kw)
+
+
+def catalogue(dtype: str):
+    """Named cases: exact logits, a dominant bias, every target ignored, torch's errors."""
+    dt = np.dtype(dtype)
+    h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dt)
+    W = np.array([[2.0, 0.0], [0.0, 0.0], [-1.0, 1.0]], dt)
+    t = np.array([0, 1, 2])
+    yield Case("linear_cross_entropy", {"input": h, "linear_weight": W, "target": t}, {"reduction": "none"},
+               origin="lce_exact_logits", reason="small-integer products: the logits are exact in every dtype")
+    yield Case("linear_cross_entropy", {"input": h, "linear_weight": W, "target": t,
+                                        "linear_bias": np.array([0.0, 0.0, 40.0], dt)}, {"reduction": "sum"},
+               origin="lce_bias_dominates", reason="a bias that decides the argmax: a candidate ignoring it fails")
+    yield Case("linear_cross_entropy", {"input": h, "linear_weight": W, "target": np.full(3, -100)},
+               {"reduction": "mean", "ignore_index": -100}, origin="lce_all_ignored",
+               reason="docs/linear.md: every target ignored, 'mean' is NaN (0/0)")
+    rng = np.random.default_rng(12)
+    hr, Wr = rng.standard_normal((4, 5)).astype(dt), rng.standard_normal((6, 5)).astype(dt)
+    tr = np.array([0, 5, 2, 2])
+    wr = np.array([0.5, 1.0, 2.0, 0.25, 1.5, 1.0], dt)
+    yield Case("linear_cross_entropy", {"input": hr, "linear_weight": Wr, "target": tr, "weight": wr},
+               {"reduction": "mean", "label_smoothing": 0.1}, origin="lce_weighted_smoothed_mean",
+               reason="docs/linear.md: weighted mean with smoothing divides by sum w[t]")
+    yield Case("linear_cross_entropy", {"input": hr, "linear_weight": Wr, "target": np.array([0, 5, -1, 2])},
+               {"reduction": "none", "ignore_index": -1}, origin="lce_ignored_row",
+               reason="an ignored sample's 'none' loss is exactly 0")
+    yield Case("linear_cross_entropy", {"input": hr * dt.type(30), "linear_weight": Wr, "target": tr},
+               {"reduction": "sum"}, origin="lce_large_logits",
+               reason="logits of size ~100: the GEMM's absolute error dominates the tolerance")
+    yield Case("linear_cross_entropy", {"input": hr, "linear_weight": Wr[:1], "target": np.zeros(4, np.int64)},
+               {"reduction": "mean", "ignore_index": 3}, origin="lce_one_class",
+               reason="C = 1: every loss is exactly 0")
+    yield Case("linear_cross_entropy", {"input": h, "linear_weight": np.ones((3, 3), dt), "target": t}, {},
+               origin="lce_err_in_features", reason="docs/linear.md: H mismatch raises RuntimeError",
+               expect_error="RuntimeError")
+    yield Case("linear_cross_entropy", {"input": h, "linear_weight": W, "target": np.array([0, 1, 5])}, {},
+               origin="lce_err_target_range", reason="docs/linear.md: target out of range raises IndexError",
+               expect_error="IndexError")
+
+
+def expected_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
+    """The exception type torch 2.13's ``F.linear_cross_entropy`` raises, or None (docs/linear.md)."""
+    x, W, t = arrays["input"], arrays["linear_weight"], np.asarray(arrays["target"])
+    b = arrays.get("linear_bias")
+    if x.ndim not in (1, 2) or W.ndim < 2 or x.shape[-1] != W.shape[-1] or x.dtype != W.dtype:
+        return "RuntimeError"
+    if b is not None and (b.shape != W.shape[:-1] or b.dtype != x.dtype):
+        return "RuntimeError"
+    if not np.issubdtype(t.dtype, np.floating) and t.dtype not in (np.int64, np.uint8):
+        return "RuntimeError"                          # "expected target dtype to be Long or Byte"
+    ce = {"input": np.zeros(_logit_shape(x, W), x.dtype), "target": t.astype(np.int64, copy=False)
+          if t.dtype == np.uint8 else t}
+    if "weight" in arrays:
+        ce["weight"] = arrays["weight"]
+    return validate.class_error("cross_entropy", ce, kwargs)
+
+
+# ---- logits ---------------------------------------------------------------------------------
+
+def _logit_shape(x, W) -> tuple[int, ...]:
+    return x.shape[:-1] + W.shape[:-1]
+
+
+def logits64(arrays: dict) -> np.ndarray:
+    """The logits in float64, shaped as torch shapes them (``(N, C)`` or ``(C,)``)."""
+    x = np.asarray(arrays["input"], np.float64)
+    W = np.asarray(arrays["linear_weight"], np.float64)
+    z = x @ W.reshape(-1, W.shape[-1]).T
+    if "linear_bias" in arrays:
+        z = z + np.asarray(arrays["linear_bias"], np.float64).reshape(-1)
+    return z.reshape(_logit_shape(x, W))
+
+
+def _ce_arrays(arrays: dict, z) -> dict:
+    out = {"input": z, "target": arrays["target"]}
+    if "weight" in arrays:
+        out["weight"] = arrays["weight"]
+    return out
+
+
+# ---- oracles --------------------------------------------------------------------------------
+
+def float64_loss(loss, arrays, kwargs, want_grad):
+    """(value, None, result dtype): cross_entropy's float64 reference on float64 logits."""
+    with np.errstate(all="ignore"):
+        value, _, _ = scipy_ref.class_loss("cross_entropy", _ce_arrays(arrays, logits64(arrays)), kwargs, False)
+    return value, None, str(arrays["input"].dtype)
+
+
+def exact_loss(loss, arrays, kwargs, want_grad):
+    """(value, None) as mpf: exact logits, then the class-index loss at the working precision."""
+    x, W = arrays["input"].astype(np.float64), arrays["linear_weight"].astype(np.float64)
+    b = arrays.get("linear_bias")
+    x2 = x.reshape(-1, x.shape[-1])
+    C, H = W.shape[0], W.shape[-1]
+    t = np.asarray(arrays["target"]).reshape(-1).astype(np.int64)
+    ii = kwargs.get("ignore_index", -100)
+    ii = -100 if ii is None else ii
+    red = kwargs.get("reduction", "mean")
+    eps = float(kwargs.get("label_smoothing", 0.0))
+    eps = mpmath.mpf(eps) if eps > 0 else mpmath.mpf(0)
+    w = [mpmath.mpf(1)] * C if "weight" not in arrays else [mpmath.mpf(float(v)) for v in arrays["weight"]]
+    per, denom = [], mpmath.mpf(0)
+    for s in range(x2.shape[0]):
+        if t[s] == ii:
+            per.append(mpmath.mpf(0))
+            continue
+        z = [mpmath.fsum(mpmath.mpf(x2[s, k]) * mpmath.mpf(W[j, k]) for k in range(H))
+             + (mpmath.mpf(float(b[j])) if b is not None else 0) for j in range(C)]
+        lse = mpmath_ref._lse(z)
+        loss_s = w[t[s]] * (lse - z[t[s]])
+        if eps > 0:
+            loss_s = (1 - eps) * loss_s + eps / C * mpmath.fsum(w[c] * (lse - z[c]) for c in range(C))
+        per.append(loss_s)
+        denom += w[t[s]]
+    if red == "none":
+        return np.array(per, dtype=object).reshape(np.shape(arrays["target"])), None
+    total = mpmath.fsum(per)
+    if red == "sum":
+        return np.array(total, dtype=object), None
+    # torch divides the nll and smoothing sums by W separately: W == 0 gives NaN (docs/semantics.md §0)
+    return np.array(mpmath_ref.NAN if denom == 0 else total / denom, dtype=object), None
+
+
+# ---- tolerance units ------------------------------------------------------------------------
+
+def gamma_units(n: int) -> float:
+    """``gamma(n) = n u / (1 - n u)`` in units of ``eps = 2u`` (module docstring)."""
+    return n / (2.0 * (1.0 - n * U_MAX))
+
+
+def gemm_units(case: Case) -> np.ndarray:
+    """Per-sample bound of the loss error the logits' rounding causes, in eps, before reduction."""
+    a = case.arrays
+    x, W = np.abs(np.asarray(a["input"], np.float64)), np.abs(np.asarray(a["linear_weight"], np.float64))
+    H, C = W.shape[-1], W.shape[0]
+    A = x.reshape(-1, H) @ W.reshape(-1, H).T
+    if "linear_bias" in a:
+        A = A + np.abs(np.asarray(a["linear_bias"], np.float64)).reshape(-1)
+    t = np.asarray(a["target"]).reshape(-1).astype(np.int64)
+    ii = case.kwargs.get("ignore_index", -100)
+    valid = t != (-100 if ii is None else ii)
+    eps = float(case.kwargs.get("label_smoothing", 0.0))
+    eps = eps if eps > 0 else 0.0
+    w = np.ones(C) if "weight" not in a else np.abs(np.asarray(a["weight"], np.float64))
+    wt = np.where(valid, w[np.where(valid, t, 0)], 0.0) if C else np.zeros(t.shape)
+    csum = np.where(valid, (1 - eps) * wt + eps / max(C, 1) * w.sum(), 0.0)
+    dz = gamma_units(H + 2) * (A.max(axis=1) if A.size else np.zeros(A.shape[0]))
+    return 2.0 * dz * csum, wt
+
+
+def units(case: Case, kind: str):
+    """(E, Q) of the loss value: cross_entropy's at the float64 logits, plus the GEMM's term in Q."""
+    if kind != "value":
+        raise ValueError(f"linear_cross_entropy: only the loss value is checked, not {kind!r}")
+    z = logits64(case.arrays)
+    E, Q = tolerances.class_units(Case("cross_entropy", _ce_arrays(case.arrays, z), case.kwargs), "value")
+    g, wt = gemm_units(case)
+    g = np.where(np.isfinite(g), g, 0.0)
+    red = case.kwargs.get("reduction", "mean")
+    if red == "none":
+        g = g.reshape(np.shape(Q))
+    elif red == "sum":
+        g = np.asarray(g.sum())
+    else:
+        d = abs(float(wt.sum()))
+        g = np.asarray(g.sum() / d if d > 0 else 0.0)
+    return E, np.asarray(Q) + g
