@@ -50,7 +50,11 @@ def test_nbxent_cuda_pins_the_same_functions():
     import nbxent
     import nbxent.cuda
 
-    for name in nbxent.__all__:
+    # The vocab-parallel statistics choose their backend by the arrays alone (device logits
+    # stay on the device, their results are host records): they are not pinned.
+    array_dispatched = {"vocab_shard_stats", "vocab_combine", "vocab_shard_grad", "ShardStats", "VocabCombined"}
+    assert array_dispatched <= set(nbxent.__all__)
+    for name in sorted(set(nbxent.__all__) - array_dispatched):
         ours, pinned = getattr(nbxent, name), getattr(nbxent.cuda, name)
         if isinstance(ours, type):          # a result type is shared, not pinned
             assert pinned is ours, name

@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from nbxent._core.device import is_device_array
 from nbxent._linear._plan import check_float_weight, parse_label_smoothing
 from nbxent._vocab._combine import ShardStats, VocabCombined, combine
 
@@ -22,13 +23,8 @@ __all__ = ["vocab_shard_stats", "vocab_combine", "vocab_shard_grad", "ShardStats
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _is_device(obj) -> bool:
-    return obj is not None and not isinstance(obj, np.ndarray) and (
-        hasattr(obj, "__cuda_array_interface__") or bool(getattr(obj, "__cuda_ndarray__", False)))
-
-
 def _host(obj):
-    if not _is_device(obj):
+    if not is_device_array(obj):
         return obj
     from numba import cuda
     d = obj if getattr(obj, "__cuda_ndarray__", False) else cuda.as_cuda_array(obj)
@@ -125,7 +121,7 @@ def vocab_shard_stats(local_logits, target, vocab_start, num_classes, *, weight=
     dt = np.dtype(local_logits.dtype)
     has_w = weight is not None
     out = np.zeros((6, n), dtype=np.float64)
-    if _is_device(local_logits):
+    if is_device_array(local_logits):
         from numba import cuda
 
         from nbxent._vocab import _cuda
@@ -226,7 +222,7 @@ def vocab_shard_grad(local_logits, target, vocab_start, combined, *, weight=None
                             or np.dtype(out.dtype) != dt):
         raise ValueError(f"{fname}: argument 'out' must have shape {(n, vs)} and dtype "
                          f"{dt.name}, got {tuple(out.shape)} {np.dtype(out.dtype).name}")
-    if _is_device(local_logits):
+    if is_device_array(local_logits):
         from numba import cuda
 
         from nbxent._vocab import _cuda

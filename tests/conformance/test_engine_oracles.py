@@ -111,12 +111,18 @@ def test_weighted_smoothing_mean_with_zero_denominator_is_nan_as_in_torch():
                           strategies.full_features("binary_cross_entropy_with_logits")))
 def test_scipy_and_torch_oracles_agree_and_mpmath_only_adds_limits(case):
     s, t = SCIPY.evaluate(case), TORCH.evaluate(case)
-    assert s.error == t.error
+    # The torch oracle computes in float64, so a dtype rule (e.g. a float64 weight beside a
+    # float32 input) only shows in torch's native-dtype call.
+    assert s.error == (t.error if t.error is not None else TORCH.native_error(case))
     if s.error is None:
         for kind, sv, tv in (("value", s.value, t.value), ("grad", s.grad, t.grad)):
             tol, desc = tolerance(case, kind, "float64")
-            c = compare(tv, sv, tol, "float64", desc)
-            assert c.pattern_ok and c.value_ok, (kind, c)
+            # torch's composed softcap gradient goes through tanh's backward 1 - tanh^2, which
+            # cancels for |x| >> c (docs/semantics.md §14): only the exact oracle is the truth
+            # there, checked below.
+            if not (kind == "grad" and "softcap" in case.kwargs):
+                c = compare(tv, sv, tol, "float64", desc)
+                assert c.pattern_ok and c.value_ok, (kind, c)
             if MPMATH.applies(case):
                 ev = MPMATH.evaluate(case).value if kind == "value" else MPMATH.evaluate(case).grad
                 finite = np.isfinite(sv) & np.isfinite(ev)
