@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nbxent._core.reduction import parse_reduction
+from nbxent.xent.validate import _parse_label_smoothing as _xent_parse_label_smoothing
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _REDUCTIONS = ("none", "mean", "sum")       # indexed by nbxent._core.reduction codes
@@ -64,15 +65,9 @@ def _require_array(fname, name, obj):
 
 
 def parse_label_smoothing(fname, label_smoothing) -> float:
-    """torch's label_smoothing rule: > 1 raises RuntimeError; negative or NaN acts as 0."""
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"{fname}: argument 'label_smoothing' must be float, not "
-                        f"{type(label_smoothing).__name__}")
-    eps = float(label_smoothing)
-    if eps > 1.0:
-        raise RuntimeError(f"{fname}: label_smoothing must be between 0.0 and 1.0. Got: {eps} "
-                           f"(argument 'label_smoothing')")
-    return eps if eps > 0.0 else 0.0
+    """torch's label_smoothing rule (the cross-entropy one: > 1 raises RuntimeError; negative or
+    NaN acts as 0)."""
+    return _xent_parse_label_smoothing(fname, label_smoothing)
 
 
 def check_float_weight(fname, weight):
