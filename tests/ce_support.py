@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.compare import ulp_error as compare_ulp_error
+
+from support import assert_within
+
 K_VALUE = 16
 K_GRAD = 16
 
@@ -116,54 +120,28 @@ def ce_scales(x, target, weight=None, ignore_index=-100, label_smoothing=0.0, pr
 
 # ----------------------------------------------------------------------------- comparison
 
-def describe(actual, expected, bad, what):
-    """A failure message: how many, where, how bad, at full precision."""
-    a = np.asarray(actual, dtype=np.float64).reshape(-1)
-    e = np.asarray(expected, dtype=np.float64).reshape(-1)
-    b = np.asarray(bad).reshape(-1)
-    idx = np.flatnonzero(b)
-    with np.errstate(all="ignore"):
-        err = np.abs(a - e)
-    worst = idx[np.nanargmax(np.where(np.isnan(err[idx]), np.inf, err[idx]))] if idx.size else -1
-    lines = [f"{what}: {idx.size} of {a.size} bad"]
-    if worst >= 0:
-        lines.append(f"  worst flat index {worst}: actual {a[worst]!r} expected {e[worst]!r} "
-                     f"abs err {err[worst]!r}")
-    for i in idx[:5]:
-        lines.append(f"  [{i}] actual {a[i]!r} expected {e[i]!r}")
-    return "\n".join(lines)
-
-
 def assert_close(actual, expected, atol, what="value", check_dtype=None, signed_zero=False):
     """Elementwise ``|actual - expected| <= atol`` with identical NaN and inf patterns.
 
-    ``atol`` is an array broadcastable to the values (from the tolerance policy), never a
-    generic constant. ``signed_zero`` also requires the sign of exact zeros to match.
+    ``atol`` is an array broadcastable to the values (from the tolerance policy above), never
+    a generic constant; the comparison and its report are the suite's one helper
+    (:func:`support.assert_within`). ``signed_zero`` also requires the sign of exact zeros
+    to match (the harness's comparison treats signed zeros as equal).
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     if check_dtype is not None:
         assert actual.dtype == check_dtype, f"{what}: dtype {actual.dtype} != {check_dtype}"
-    a = actual.astype(np.float64)
-    e = expected.astype(np.float64)
-    nan_a, nan_e = np.isnan(a), np.isnan(e)
-    assert np.array_equal(nan_a, nan_e), describe(a, e, nan_a != nan_e, f"{what} NaN pattern")
-    inf_a, inf_e = np.isinf(a), np.isinf(e)
-    bad_inf = (inf_a | inf_e) & ~(nan_a | nan_e) & (a != e)
-    assert not bad_inf.any(), describe(a, e, bad_inf, f"{what} inf pattern")
-    fin = np.isfinite(a) & np.isfinite(e)
-    with np.errstate(all="ignore"):
-        bad = fin & ~(np.abs(a - e) <= np.broadcast_to(atol, a.shape))
-    assert not bad.any(), describe(a, e, bad, what)
+    assert_within(actual, expected, atol, what, "K * u * scale (tests/ce_support.py)")
     if signed_zero:
+        a = actual.astype(np.float64)
+        e = expected.astype(np.float64)
         zs = (a == 0) & (e == 0) & (np.signbit(a) != np.signbit(e))
-        assert not zs.any(), describe(a, e, zs, f"{what} sign of zero")
+        assert not zs.any(), (f"{what} sign of zero: {int(zs.sum())} of {a.size} differ, first at "
+                              f"{np.argwhere(zs)[0].tolist()}: actual {a[zs][0]!r} expected {e[zs][0]!r}")
 
 
 def ulp_error(actual, exact, dtype):
     """Error of ``actual`` in units of the last place of ``exact`` in ``dtype`` (float64 array)."""
-    exact = np.asarray(exact, dtype=np.float64)
-    spacing = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
-    tiny = np.finfo(dtype).smallest_subnormal
-    return np.abs(np.asarray(actual, dtype=np.float64) - exact) / np.maximum(spacing, tiny)
+    return compare_ulp_error(np.asarray(actual, dtype=np.float64),
+                             np.asarray(exact, dtype=np.float64), dtype)

@@ -92,18 +92,28 @@ def _report(label, dtype, result, case, kind):
 
 
 def assert_within(got, want, tol, what: str, why: str, case: Case | None = None,
-                  kind: str = "value") -> None:
+                  kind: str = "value", dtype: str | None = None,
+                  inputs: dict | None = None) -> float:
     """``got`` within ``tol`` (per element, derived by the caller: ``why`` says how) of ``want``.
 
     The comparison and the report are the harness's (NaN/inf patterns, k of n, worst element).
+    ``dtype``: the dtype whose ulps the report counts (default: ``got``'s); ``inputs``: named
+    arrays of the shape of ``got`` whose values at the worst element the report adds.
+    Returns the max ulp error (over the elements above their tolerance, as the harness counts).
     """
     got_arr = np.asarray(got)
     want = np.asarray(want, dtype=np.float64)
     assert got_arr.shape == want.shape, f"{what}: shape {got_arr.shape} != {want.shape}"
-    dtype = _dtype_name(got_arr)
+    dtype = dtype or _dtype_name(got_arr)
     result = compare(got_arr, want, tol, dtype, why)
     if not (result.value_ok and result.pattern_ok):
-        raise AssertionError(_report(what, dtype, result, case, kind))
+        msg = _report(what, dtype, result, case, kind)
+        if inputs and result.measure.worst_index is not None:
+            flat = int(np.ravel_multi_index(result.measure.worst_index, want.shape)) if want.ndim else 0
+            msg += "\n  inputs there: " + ", ".join(
+                f"{n}={float(np.asarray(v).reshape(-1)[flat])!r}" for n, v in inputs.items())
+        raise AssertionError(msg)
+    return result.measure.max_ulp
 
 
 def assert_conforms(got, want, case: Case, kind: str, what: str = "",
