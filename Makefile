@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-cpu test-cuda conformance bench clean browser-test-deps
+.PHONY: install lint typecheck test test-cpu test-cuda conformance bench bench-losses clean browser-test-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ conformance: $(STAMP)
 	$(PY) -m conformance run --report-dir conformance-report
 
 bench: $(STAMP)
+	$(PY) benchmarks/run.py
+	$(PY) benchmarks/bench_linear.py
+	$(PY) benchmarks/bench_llm.py
+
+bench-losses: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
