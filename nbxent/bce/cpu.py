@@ -75,6 +75,7 @@ class BceOptions(NamedTuple):
     div: float            #: numel for 'mean', else 1.0
     has_weight: bool
     has_pos_weight: bool
+    check_range: bool     #: the float32 BCE kernel counts out-of-range elements per block
 
 #: Elements per block: one partial sum each; fixed, so results are thread-count invariant.
 BLOCK = 4096
@@ -271,8 +272,6 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     y = _flat(target, io)
     w, ws = _side_array(plan.weight, weight, plan.shape)
     pw, ps = _side_array(plan.pos_weight, pos_weight, plan.shape)
-    if not plan.logits:
-        check_probabilities(plan.fname, x, y)  # before any write: in place stays intact on error
     dummy = np.empty(0, dtype=io)
     if grad_output is None:
         g = np.ones(1, dtype=io)
@@ -289,6 +288,14 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
         g = unaliased(g, gx_flat, False)
         w = unaliased(w, gx_flat, False)
         pw = unaliased(pw, gx_flat, False)
+    # BCE's range check: fused into the float32 kernel (which counts the bad elements per
+    # block, and then the check below raises) unless the gradient overwrites an input; then,
+    # and for the float64 kernels, a pass of its own before any write, so a rejected call
+    # leaves an in-place input intact.
+    in_place = want_gx and (np.may_share_memory(gx_flat, x) or np.may_share_memory(gx_flat, y))
+    fused_check = not plan.logits and io == np.float32 and not in_place
+    if not plan.logits and not fused_check:
+        check_probabilities(plan.fname, x, y)
     want_none = want_loss and plan.reduction == NONE
     l_final, l_flat = _result_buffer(plan, plan.result_dtype, None) if want_none else (None, dummy)
     nblocks = (plan.numel + BLOCK - 1) // BLOCK
@@ -298,7 +305,8 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     has_w, has_pw = plan.weight is not None, plan.pos_weight is not None
     opts = BceOptions(gstep=int(gstep), reduction=int(plan.reduction), want_loss=bool(want_loss),
                       want_gx=bool(want_gx), want_gy=bool(want_gy), div=float(div),
-                      has_weight=bool(has_w), has_pos_weight=bool(has_pw))
+                      has_weight=bool(has_w), has_pos_weight=bool(has_pw),
+                      check_range=bool(fused_check))
     outs = (l_flat, gx_flat, gy_flat, part)
     serial = plan.numel <= SERIAL_MAX
     if io == np.float32 and plan.logits:
@@ -306,7 +314,10 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
         fn(BLOCK, x, y, w, pw, (nB, nK) + ws + ps, _ONES_BLOCK, g, opts, *outs)
     elif io == np.float32:
         fn = bce_kernel_f32_serial if serial else bce_kernel_f32
-        fn(BLOCK, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs)
+        bad = np.zeros(nblocks if fused_check else 0, dtype=np.int64)
+        fn(BLOCK, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs, bad)
+        if bad.any():
+            check_probabilities(plan.fname, x, y)  # raises, naming the first bad element
     elif plan.logits:
         fn = bcewl_kernel_serial if serial else bcewl_kernel
         fn(x, y, w, pw, (nB, nK) + ws + ps, g, opts, *outs)

@@ -70,6 +70,16 @@ _kernel = numba.njit(parallel=True, cache=CACHE, error_model="numpy")
 # The element loops are compiled once as functions of their own (called once per block):
 # inlining them into the parallel kernel multiplies its cold compile time.
 _loop = numba.njit(cache=CACHE, error_model="numpy")
+# The sigmoid loops divide 1 and e by the same d = 1 + e: 'arcp' lets LLVM take one
+# reciprocal and multiply (e * (1/d) is within 1 float64 ulp of e / d, far below the
+# float32 rounding that follows); no other flag, so no other rounding changes.
+_sigmoid_loop = numba.njit(cache=CACHE, error_model="numpy", fastmath={"arcp"})
+
+#: Elements per chunk of a block: a chunk's float32 transcendentals and the float64 lanes
+#: of its losses stay in L1 between the loop that writes them and the one that reads them.
+CHUNK = 512
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
 
 
 @_inline
@@ -150,29 +160,37 @@ def _scratch(block, blk, size, ones, w, has_w, wgeo, g, gstep):
     return start, end, wb, gb, g0
 
 
-@_inline
-def _finish_loss(blk, lbuf, n, red, out, start, part):
-    """Store the block's weighted losses ('none') or their partial sum."""
-    if red == NONE:
-        for j in range(n):
-            out[start + j] = lbuf[j]
-    else:
-        part[2 * blk] = _lane_sum(lbuf, n)
-
-
 # ----------------------------------------------------------------------------- BCE
 @_loop
+def _count_bad(n, x, y):
+    """How many of ``x[:n]``, ``y[:n]`` lie outside [0, 1] (NaN too): BCE's range check."""
+    bad = 0
+    for j in range(n):  # an integer count: exact in any lane order
+        xj = x[j]
+        yj = y[j]
+        ok = (xj >= _ZERO) & (xj <= _ONE) & (yj >= _ZERO) & (yj <= _ONE)
+        bad += 0 if ok else 1
+    return bad
+
+
+@_loop
 def _bce_logs(n, x, lx, lo):
-    for j in range(n):  # float32 only: 8 lanes
+    for j in range(n):  # float32 only
         xf = x[j]
         lx[j] = log_f32(xf)
         lo[j] = log1p_f32(-xf)
 
 
 @_loop
-def _bce_losses(n, y, w, lx, lo, lbuf):
-    for j in range(n):  # float64: 4 lanes
-        lbuf[j] = bce_loss_parts(np.float64(y[j]), np.float64(lo[j]), np.float64(lx[j])) * w[j]
+def _bce_losses(n, y, w, lx, lo, acc):
+    for j in range(n):  # float64; element j of every chunk goes to lane j
+        acc[j] += bce_loss_parts(np.float64(y[j]), np.float64(lo[j]), np.float64(lx[j])) * w[j]
+
+
+@_loop
+def _bce_losses_none(n, y, w, lx, lo, out):
+    for j in range(n):
+        out[j] = bce_loss_parts(np.float64(y[j]), np.float64(lo[j]), np.float64(lx[j])) * w[j]
 
 
 @_loop
@@ -182,66 +200,132 @@ def _bce_grads(n, x, y, w, gb, g0, inv, gx):
 
 
 @_loop
-def _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+def _bce_loss_grads(n, x, y, w, gb, g0, inv, lx, lo, acc, gx):
+    for j in range(n):  # _bce_losses and _bce_grads in one pass: x, y, w are read once
+        xj = np.float64(x[j])
+        yj = np.float64(y[j])
+        wj = w[j]
+        acc[j] += bce_loss_parts(yj, np.float64(lo[j]), np.float64(lx[j])) * wj
+        gx[j] = bce_grad_input(gb[j] * g0, xj, yj) * wj * inv
+
+
+@_loop
+def _bce_loss_grads_plain(n, x, y, g0, inv, lx, lo, acc, gx):
+    for j in range(n):  # _bce_loss_grads without weight or per-element g (x * 1 is exact)
+        xj = np.float64(x[j])
+        yj = np.float64(y[j])
+        acc[j] += bce_loss_parts(yj, np.float64(lo[j]), np.float64(lx[j]))
+        gx[j] = bce_grad_input(g0, xj, yj) * inv
+
+
+@_loop
+def _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad):
     has_w, gstep, red, div = opts.has_weight, opts.gstep, opts.reduction, opts.div
     want_loss, want_gx, want_gy = opts.want_loss, opts.want_gx, opts.want_gy
     start, end, wb, gb, g0 = _scratch(block, blk, x.size, ones, w, has_w, wgeo, g, gstep)
     n = end - start
-    xs, ys = x[start:end], y[start:end]
+    inv = 1.0 / div
+    plain = not has_w and gstep == 0  # the weight and g factors are all 1
+    if opts.check_range:
+        bad[blk] = _count_bad(n, x[start:end], y[start:end])
     if want_loss:
-        lx = np.empty(n, dtype=np.float32)
-        lo = np.empty(n, dtype=np.float32)
-        _bce_logs(n, xs, lx, lo)
-        lbuf = np.empty(n, dtype=np.float64)
-        _bce_losses(n, ys, wb, lx, lo, lbuf)
-        _finish_loss(blk, lbuf, n, red, out, start, part)
-    if want_gx:
-        _bce_grads(n, xs, ys, wb, gb, g0, 1.0 / div, gx[start:end])
+        lx = np.empty(CHUNK, dtype=np.float32)
+        lo = np.empty(CHUNK, dtype=np.float32)
+        acc = np.zeros(CHUNK, dtype=np.float64)
+        for c in range(0, n, CHUNK):
+            m = min(CHUNK, n - c)
+            a = start + c
+            b = a + m
+            _bce_logs(m, x[a:b], lx, lo)
+            if red == NONE:
+                _bce_losses_none(m, y[a:b], wb[c:c + m], lx, lo, out[a:b])
+                if want_gx:
+                    _bce_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, gx[a:b])
+            elif want_gx and plain:
+                _bce_loss_grads_plain(m, x[a:b], y[a:b], g0, inv, lx, lo, acc, gx[a:b])
+            elif want_gx:
+                _bce_loss_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, lx, lo,
+                                acc, gx[a:b])
+            else:
+                _bce_losses(m, y[a:b], wb[c:c + m], lx, lo, acc)
+        if red != NONE:
+            part[2 * blk] = _lane_sum(acc, min(CHUNK, n))
+    elif want_gx:
+        _bce_grads(n, x[start:end], y[start:end], wb, gb, g0, inv, gx[start:end])
     if want_gy:  # torch: -logit(x) * g * w / numel
         for j in range(n):
             gy[start + j] = bce_grad_target(np.float64(x[start + j])) * (gb[j] * g0) * wb[j] / div
 
 
 @_kernel
-def bce_kernel_f32(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+def bce_kernel_f32(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad):
     """binary_cross_entropy on flat float32 ``x``, ``y``, in blocks of ``block`` elements.
 
     Arguments as the float64 ``bce_kernel`` of :mod:`nbxent.bce.cpu`, plus ``ones``
-    (float64, ``block`` ones; stands in when ``opts.has_weight`` is False).
+    (float64, ``block`` ones; stands in when ``opts.has_weight`` is False) and ``bad``
+    (int64 per block: with ``opts.check_range``, how many of the block's elements fail
+    BCE's range check).
     """
     for blk in prange((x.size + block - 1) // block):  # the body is one call: fast to compile
-        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part)
+        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad)
 
 
 @_loop
-def bce_kernel_f32_serial(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part):
+def bce_kernel_f32_serial(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad):
     """:func:`bce_kernel_f32` on the calling thread (small inputs; nbxent/_cpu/threads.py)."""
     for blk in range((x.size + block - 1) // block):
-        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part)
+        _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad)
 
 
 # ------------------------------------------------------------------ BCE with logits
 @_loop
 def _bcewl_exp_log1p(n, x, e, L):
-    for j in range(n):  # float32 only: 8 lanes
+    for j in range(n):  # float32 only
         ej = exp_f32(-abs(x[j]))
         e[j] = ej
         L[j] = log1p_f32(ej)
 
 
 @_loop
-def _bcewl_losses(n, x, y, w, pw, has_pw, L, lbuf):
-    for j in range(n):  # float64: 4 lanes
-        lbuf[j] = bcewl_loss_parts(np.float64(x[j]), np.float64(y[j]), pw[j], has_pw,
+def _bcewl_losses(n, x, y, w, pw, has_pw, L, acc):
+    for j in range(n):  # float64; element j of every chunk goes to lane j
+        acc[j] += bcewl_loss_parts(np.float64(x[j]), np.float64(y[j]), pw[j], has_pw,
                                    np.float64(L[j])) * w[j]
 
 
 @_loop
+def _bcewl_losses_none(n, x, y, w, pw, has_pw, L, out):
+    for j in range(n):
+        out[j] = bcewl_loss_parts(np.float64(x[j]), np.float64(y[j]), pw[j], has_pw,
+                                  np.float64(L[j])) * w[j]
+
+
+@_sigmoid_loop
 def _bcewl_grads(n, x, y, w, pw, has_pw, e, gb, g0, inv, gx):
     for j in range(n):  # torch's order: core * g * w / numel (as * 1/numel)
         core = bcewl_grad_input_parts(np.float64(x[j]), np.float64(y[j]), pw[j], has_pw,
                                       np.float64(e[j]))
         gx[j] = core * (gb[j] * g0) * w[j] * inv
+
+
+@_sigmoid_loop
+def _bcewl_loss_grads(n, x, y, w, pw, has_pw, e, L, gb, g0, inv, acc, gx):
+    for j in range(n):  # _bcewl_losses and _bcewl_grads in one pass
+        xj = np.float64(x[j])
+        yj = np.float64(y[j])
+        wj = w[j]
+        acc[j] += bcewl_loss_parts(xj, yj, pw[j], has_pw, np.float64(L[j])) * wj
+        core = bcewl_grad_input_parts(xj, yj, pw[j], has_pw, np.float64(e[j]))
+        gx[j] = core * (gb[j] * g0) * wj * inv
+
+
+@_sigmoid_loop
+def _bcewl_loss_grads_plain(n, x, y, g0, inv, e, L, acc, gx):
+    for j in range(n):  # _bcewl_loss_grads without weights (has_pw False folds the selects)
+        xj = np.float64(x[j])
+        yj = np.float64(y[j])
+        acc[j] += bcewl_loss_parts(xj, yj, 1.0, False, np.float64(L[j]))
+        gx[j] = bcewl_grad_input_parts(xj, yj, 1.0, False, np.float64(e[j])) * g0 * inv
 
 
 @_loop
@@ -253,21 +337,35 @@ def _bcewl_block(blk, block, x, y, w, pw, geo, ones, g, opts, out, gx, gy, part)
     start, end, wb, gb, g0 = _scratch(block, blk, x.size, ones, w, has_w, (nB, nK, s0, s1, s2),
                                       g, gstep)
     n = end - start
+    inv = 1.0 / div
+    plain = not has_w and not has_pw and gstep == 0  # the weight and g factors are all 1
     pwb = ones
     if has_pw:
         pwb = np.empty(n, dtype=np.float64)
         _gather(pw, nB, nK, p0, p1, p2, start, end, pwb)
-    xs, ys = x[start:end], y[start:end]
     if want_loss or want_gx:
-        e = np.empty(n, dtype=np.float32)
-        L = np.empty(n, dtype=np.float32)
-        _bcewl_exp_log1p(n, xs, e, L)
-        if want_loss:
-            lbuf = np.empty(n, dtype=np.float64)
-            _bcewl_losses(n, xs, ys, wb, pwb, has_pw, L, lbuf)
-            _finish_loss(blk, lbuf, n, red, out, start, part)
-        if want_gx:
-            _bcewl_grads(n, xs, ys, wb, pwb, has_pw, e, gb, g0, 1.0 / div, gx[start:end])
+        e = np.empty(CHUNK, dtype=np.float32)
+        L = np.empty(CHUNK, dtype=np.float32)
+        acc = np.zeros(CHUNK, dtype=np.float64)
+        for c in range(0, n, CHUNK):
+            m = min(CHUNK, n - c)
+            a = start + c
+            b = a + m
+            xs, ys, ws, ps, gs = x[a:b], y[a:b], wb[c:c + m], pwb[c:c + m], gb[c:c + m]
+            _bcewl_exp_log1p(m, xs, e, L)
+            if want_loss and want_gx and red != NONE and plain:
+                _bcewl_loss_grads_plain(m, xs, ys, g0, inv, e, L, acc, gx[a:b])
+            elif want_loss and want_gx and red != NONE:
+                _bcewl_loss_grads(m, xs, ys, ws, ps, has_pw, e, L, gs, g0, inv, acc, gx[a:b])
+            else:
+                if want_loss and red == NONE:
+                    _bcewl_losses_none(m, xs, ys, ws, ps, has_pw, L, out[a:b])
+                elif want_loss:
+                    _bcewl_losses(m, xs, ys, ws, ps, has_pw, L, acc)
+                if want_gx:
+                    _bcewl_grads(m, xs, ys, ws, ps, has_pw, e, gs, g0, inv, gx[a:b])
+        if want_loss and red != NONE:
+            part[2 * blk] = _lane_sum(acc, min(CHUNK, n))
     if want_gy:
         for j in range(n):
             gy[start + j] = (bcewl_grad_target(np.float64(x[start + j]), pwb[j], has_pw)
