@@ -162,15 +162,20 @@ def _scratch(block, blk, size, ones, w, has_w, wgeo, g, gstep):
 
 # ----------------------------------------------------------------------------- BCE
 @_loop
-def _count_bad(n, x, y):
-    """How many of ``x[:n]``, ``y[:n]`` lie outside [0, 1] (NaN too): BCE's range check."""
-    bad = 0
-    for j in range(n):  # an integer count: exact in any lane order
+def _count_bad(n, x, y, lanes):
+    """Add to ``lanes[j]`` 1 where ``x[j]`` or ``y[j]`` lies outside [0, 1] (NaN too).
+
+    ``v*(1 - v) >= 0`` is that range test for every float32 ``v``: inside, both factors
+    are >= 0 (``1 - v`` rounds to >= 2**-24 for v < 1); below 0 the product is negative
+    (a factor >= 1, so it cannot underflow to 0); above 1, ``1 - v < 0`` (exact near 1,
+    -inf far out); NaN compares False. Per-lane float counts (at most a few thousand, so
+    exact) need no reduction across the vector.
+    """
+    for j in range(n):
         xj = x[j]
         yj = y[j]
-        ok = (xj >= _ZERO) & (xj <= _ONE) & (yj >= _ZERO) & (yj <= _ONE)
-        bad += 0 if ok else 1
-    return bad
+        ok = (xj * (_ONE - xj) >= _ZERO) & (yj * (_ONE - yj) >= _ZERO)
+        lanes[j] += _ZERO if ok else _ONE
 
 
 @_loop
@@ -226,32 +231,37 @@ def _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad)
     n = end - start
     inv = 1.0 / div
     plain = not has_w and gstep == 0  # the weight and g factors are all 1
-    if opts.check_range:
-        bad[blk] = _count_bad(n, x[start:end], y[start:end])
-    if want_loss:
-        lx = np.empty(CHUNK, dtype=np.float32)
-        lo = np.empty(CHUNK, dtype=np.float32)
-        acc = np.zeros(CHUNK, dtype=np.float64)
-        for c in range(0, n, CHUNK):
-            m = min(CHUNK, n - c)
-            a = start + c
-            b = a + m
-            _bce_logs(m, x[a:b], lx, lo)
-            if red == NONE:
-                _bce_losses_none(m, y[a:b], wb[c:c + m], lx, lo, out[a:b])
-                if want_gx:
-                    _bce_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, gx[a:b])
-            elif want_gx and plain:
-                _bce_loss_grads_plain(m, x[a:b], y[a:b], g0, inv, lx, lo, acc, gx[a:b])
-            elif want_gx:
-                _bce_loss_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, lx, lo,
-                                acc, gx[a:b])
-            else:
-                _bce_losses(m, y[a:b], wb[c:c + m], lx, lo, acc)
-        if red != NONE:
-            part[2 * blk] = _lane_sum(acc, min(CHUNK, n))
-    elif want_gx:
-        _bce_grads(n, x[start:end], y[start:end], wb, gb, g0, inv, gx[start:end])
+    check = opts.check_range
+    lanes = np.zeros(CHUNK if check else 0, dtype=np.float32)
+    lx = np.empty(CHUNK, dtype=np.float32)
+    lo = np.empty(CHUNK, dtype=np.float32)
+    acc = np.zeros(CHUNK, dtype=np.float64)
+    for c in range(0, n, CHUNK):
+        m = min(CHUNK, n - c)
+        a = start + c
+        b = a + m
+        if check:
+            _count_bad(m, x[a:b], y[a:b], lanes)
+        if not want_loss:
+            if want_gx:
+                _bce_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, gx[a:b])
+            continue
+        _bce_logs(m, x[a:b], lx, lo)
+        if red == NONE:
+            _bce_losses_none(m, y[a:b], wb[c:c + m], lx, lo, out[a:b])
+            if want_gx:
+                _bce_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, gx[a:b])
+        elif want_gx and plain:
+            _bce_loss_grads_plain(m, x[a:b], y[a:b], g0, inv, lx, lo, acc, gx[a:b])
+        elif want_gx:
+            _bce_loss_grads(m, x[a:b], y[a:b], wb[c:c + m], gb[c:c + m], g0, inv, lx, lo,
+                            acc, gx[a:b])
+        else:
+            _bce_losses(m, y[a:b], wb[c:c + m], lx, lo, acc)
+    if want_loss and red != NONE:
+        part[2 * blk] = _lane_sum(acc, min(CHUNK, n))
+    if check:
+        bad[blk] = int(lanes.sum())
     if want_gy:  # torch: -logit(x) * g * w / numel
         for j in range(n):
             gy[start + j] = bce_grad_target(np.float64(x[start + j])) * (gb[j] * g0) * wb[j] / div
@@ -264,7 +274,7 @@ def bce_kernel_f32(block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad):
     Arguments as the float64 ``bce_kernel`` of :mod:`nbxent.bce.cpu`, plus ``ones``
     (float64, ``block`` ones; stands in when ``opts.has_weight`` is False) and ``bad``
     (int64 per block: with ``opts.check_range``, how many of the block's elements fail
-    BCE's range check).
+    BCE's range check; the launcher raises if any does).
     """
     for blk in prange((x.size + block - 1) // block):  # the body is one call: fast to compile
         _bce_block(blk, block, x, y, w, wgeo, ones, g, opts, out, gx, gy, part, bad)
