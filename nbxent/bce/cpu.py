@@ -81,6 +81,9 @@ class BceOptions(NamedTuple):
 BLOCK = 4096
 #: Inputs up to this size run on one thread (see the module docstring).
 SERIAL_MAX = 4 * BLOCK
+#: Elements per block of the float32 kernels: their per-block scratch (a few small arrays)
+#: is allocated once per 16K elements; equally fixed, so equally thread-count invariant.
+BLOCK_F32 = 4 * BLOCK
 
 _jit = numba.njit(cache=CACHE)
 _jit_par = numba.njit(parallel=True, cache=CACHE)
@@ -205,7 +208,7 @@ def bcewl_kernel_serial(x, y, w, pw, geo, g, opts, out, gx, gy, part):
 
 # ------------------------------------------------------------------------ launchers
 _ONE = np.ones(1, dtype=np.float64)
-_ONES_BLOCK = np.ones(BLOCK, dtype=np.float64)
+_ONES_BLOCK = np.ones(BLOCK_F32, dtype=np.float64)
 
 
 def _flat(arr, dtype) -> np.ndarray:
@@ -298,7 +301,8 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
         check_probabilities(plan.fname, x, y)
     want_none = want_loss and plan.reduction == NONE
     l_final, l_flat = _result_buffer(plan, plan.result_dtype, None) if want_none else (None, dummy)
-    nblocks = (plan.numel + BLOCK - 1) // BLOCK
+    block = BLOCK_F32 if io == np.float32 else BLOCK
+    nblocks = (plan.numel + block - 1) // block
     part = np.zeros(2 * nblocks, dtype=np.float64)
     div = float(plan.numel) if plan.reduction == MEAN else 1.0
     nB, nK = plan.grid[1], max(plan.grid[2], 1)
@@ -311,11 +315,11 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     serial = plan.numel <= SERIAL_MAX
     if io == np.float32 and plan.logits:
         fn = bcewl_kernel_f32_serial if serial else bcewl_kernel_f32
-        fn(BLOCK, x, y, w, pw, (nB, nK) + ws + ps, _ONES_BLOCK, g, opts, *outs)
+        fn(block, x, y, w, pw, (nB, nK) + ws + ps, _ONES_BLOCK, g, opts, *outs)
     elif io == np.float32:
         fn = bce_kernel_f32_serial if serial else bce_kernel_f32
         bad = np.zeros(nblocks if fused_check else 0, dtype=np.int64)
-        fn(BLOCK, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs, bad)
+        fn(block, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs, bad)
         if bad.any():
             check_probabilities(plan.fname, x, y)  # raises, naming the first bad element
     elif plan.logits:

@@ -53,7 +53,7 @@ from numba import prange
 
 from nbxent._core.jit import CACHE
 from nbxent._core.reduction import NONE
-from nbxent._cpu.fastmath import exp_f32, log1p_f32, log_f32
+from nbxent._cpu.fastmath import exp_f32, log1m_f32, log1p_unit_f32, log_f32
 from nbxent.bce.formulas import (
     bce_grad_input,
     bce_grad_target,
@@ -183,7 +183,7 @@ def _bce_logs(n, x, lx, lo):
     for j in range(n):  # float32 only
         xf = x[j]
         lx[j] = log_f32(xf)
-        lo[j] = log1p_f32(-xf)
+        lo[j] = log1m_f32(xf)  # the bits of log1p_f32(-xf) on [0, 1]
 
 
 @_loop
@@ -293,7 +293,7 @@ def _bcewl_exp_log1p(n, x, e, L):
     for j in range(n):  # float32 only
         ej = exp_f32(-abs(x[j]))
         e[j] = ej
-        L[j] = log1p_f32(ej)
+        L[j] = log1p_unit_f32(ej)  # the bits of log1p_f32(ej) on [0, 1]
 
 
 @_loop
