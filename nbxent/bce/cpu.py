@@ -29,8 +29,11 @@ segment, and within a segment the weight index advances by a constant stride (0 
 element for the usual patterns).
 
 Launchers take host arrays and a plan, allocate (or validate ``out``), widen dtypes when
-the plan says so, run BCE's range check before any write (so an in-place call never
-leaves a half-written input behind), pick the kernel and combine the partials.
+the plan says so, run BCE's range check, pick the kernel and combine the partials. The
+range check is a pass of its own before any write (so an in-place call never leaves a
+half-written input behind) for the float64 kernels and wherever the gradient overwrites
+an input; otherwise the float32 kernel counts bad elements as it reads them, and the
+launcher raises the same error after it (one read of the inputs instead of two).
 """
 from __future__ import annotations
 
