@@ -555,3 +555,39 @@ def maxnum(typingctx, a, b):
         return builder.call(fn, args)
 
     return a(a, a), codegen
+
+
+# ------------------------------------------------------------------ log1p on [-1, 1] halves
+# The binary cross-entropies take log1p of arguments whose sign is known: ``log1p(-p)`` of
+# a probability p in [0, 1] and ``log1p(e)`` of ``e = exp(-|x|)`` in [0, 1]. There
+# ``u = 1 + z`` and its exact error come from Fast2Sum (|1| >= |z|: two operations where
+# TwoSum takes five) and most special-value selects of ``log1p_f32`` cannot fire, so the
+# two functions below return the bits of ``log1p_f32`` on their domain with fewer
+# instructions (tests/test_bce_speedpath.py compares them). Outside the domain the result
+# is unspecified.
+
+@njit(inline="always", cache=CACHE)
+def log1m_f32(p):
+    """``log1p(-p)`` for a float32 ``p`` in [0, 1] or NaN: the bits of ``log1p_f32(-p)``.
+
+    ``log1m_f32(0) = -0.0``, ``log1m_f32(1) = -inf``, NaN in gives NaN out.
+    """
+    u = _sub(_F32_ONE, p)
+    err = _sub(_sub(_F32_ONE, u), p)   # Fast2Sum: 1 - p = u + err exactly
+    uu = u if u > _F32_ZERO else _F32_ONE
+    r = _log_core_f32(uu, _F32_ZERO, _div(err, uu))
+    r = r if p != _F32_ZERO else -p       # log1p(-0) = -0
+    return r if u > _F32_ZERO else -_F32_INF if p == _F32_ONE else p + _F32_NAN
+
+
+@njit(inline="always", cache=CACHE)
+def log1p_unit_f32(z):
+    """``log1p(z)`` for a float32 ``z`` in [0, 1] or NaN: the bits of ``log1p_f32(z)``.
+
+    ``log1p_unit_f32(+-0) = +-0``, NaN in gives NaN out.
+    """
+    u = _add(_F32_ONE, z)
+    err = _sub(z, _sub(u, _F32_ONE))   # Fast2Sum: 1 + z = u + err exactly
+    r = _log_core_f32(u, _F32_ZERO, _div(err, u))  # u in [1, 2]: normal
+    r = r if z != _F32_ZERO else z        # keeps the sign of zero
+    return r if z == z else z + _F32_NAN

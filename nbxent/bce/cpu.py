@@ -29,8 +29,11 @@ segment, and within a segment the weight index advances by a constant stride (0 
 element for the usual patterns).
 
 Launchers take host arrays and a plan, allocate (or validate ``out``), widen dtypes when
-the plan says so, run BCE's range check before any write (so an in-place call never
-leaves a half-written input behind), pick the kernel and combine the partials.
+the plan says so, run BCE's range check, pick the kernel and combine the partials. The
+range check is a pass of its own before any write (so an in-place call never leaves a
+half-written input behind) for the float64 kernels and wherever the gradient overwrites
+an input; otherwise the float32 kernel counts bad elements as it reads them, and the
+launcher raises the same error after it (one read of the inputs instead of two).
 """
 from __future__ import annotations
 
@@ -75,11 +78,15 @@ class BceOptions(NamedTuple):
     div: float            #: numel for 'mean', else 1.0
     has_weight: bool
     has_pos_weight: bool
+    check_range: bool     #: the float32 BCE kernel counts out-of-range elements per block
 
 #: Elements per block: one partial sum each; fixed, so results are thread-count invariant.
 BLOCK = 4096
 #: Inputs up to this size run on one thread (see the module docstring).
 SERIAL_MAX = 4 * BLOCK
+#: Elements per block of the float32 kernels: their per-block scratch (a few small arrays)
+#: is allocated once per 16K elements; equally fixed, so equally thread-count invariant.
+BLOCK_F32 = 4 * BLOCK
 
 _jit = numba.njit(cache=CACHE)
 _jit_par = numba.njit(parallel=True, cache=CACHE)
@@ -204,7 +211,7 @@ def bcewl_kernel_serial(x, y, w, pw, geo, g, opts, out, gx, gy, part):
 
 # ------------------------------------------------------------------------ launchers
 _ONE = np.ones(1, dtype=np.float64)
-_ONES_BLOCK = np.ones(BLOCK, dtype=np.float64)
+_ONES_BLOCK = np.ones(BLOCK_F32, dtype=np.float64)
 
 
 def _flat(arr, dtype) -> np.ndarray:
@@ -271,8 +278,6 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
     y = _flat(target, io)
     w, ws = _side_array(plan.weight, weight, plan.shape)
     pw, ps = _side_array(plan.pos_weight, pos_weight, plan.shape)
-    if not plan.logits:
-        check_probabilities(plan.fname, x, y)  # before any write: in place stays intact on error
     dummy = np.empty(0, dtype=io)
     if grad_output is None:
         g = np.ones(1, dtype=io)
@@ -289,24 +294,37 @@ def run(plan: BcePlan, input, target, weight, pos_weight, *, grad_output=None,
         g = unaliased(g, gx_flat, False)
         w = unaliased(w, gx_flat, False)
         pw = unaliased(pw, gx_flat, False)
+    # BCE's range check: fused into the float32 kernel (which counts the bad elements per
+    # block, and then the check below raises) unless the gradient overwrites an input; then,
+    # and for the float64 kernels, a pass of its own before any write, so a rejected call
+    # leaves an in-place input intact.
+    in_place = want_gx and (np.may_share_memory(gx_flat, x) or np.may_share_memory(gx_flat, y))
+    fused_check = not plan.logits and io == np.float32 and not in_place
+    if not plan.logits and not fused_check:
+        check_probabilities(plan.fname, x, y)
     want_none = want_loss and plan.reduction == NONE
     l_final, l_flat = _result_buffer(plan, plan.result_dtype, None) if want_none else (None, dummy)
-    nblocks = (plan.numel + BLOCK - 1) // BLOCK
+    block = BLOCK_F32 if io == np.float32 else BLOCK
+    nblocks = (plan.numel + block - 1) // block
     part = np.zeros(2 * nblocks, dtype=np.float64)
     div = float(plan.numel) if plan.reduction == MEAN else 1.0
     nB, nK = plan.grid[1], max(plan.grid[2], 1)
     has_w, has_pw = plan.weight is not None, plan.pos_weight is not None
     opts = BceOptions(gstep=int(gstep), reduction=int(plan.reduction), want_loss=bool(want_loss),
                       want_gx=bool(want_gx), want_gy=bool(want_gy), div=float(div),
-                      has_weight=bool(has_w), has_pos_weight=bool(has_pw))
+                      has_weight=bool(has_w), has_pos_weight=bool(has_pw),
+                      check_range=bool(fused_check))
     outs = (l_flat, gx_flat, gy_flat, part)
     serial = plan.numel <= SERIAL_MAX
     if io == np.float32 and plan.logits:
         fn = bcewl_kernel_f32_serial if serial else bcewl_kernel_f32
-        fn(BLOCK, x, y, w, pw, (nB, nK) + ws + ps, _ONES_BLOCK, g, opts, *outs)
+        fn(block, x, y, w, pw, (nB, nK) + ws + ps, _ONES_BLOCK, g, opts, *outs)
     elif io == np.float32:
         fn = bce_kernel_f32_serial if serial else bce_kernel_f32
-        fn(BLOCK, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs)
+        bad = np.zeros(nblocks if fused_check else 0, dtype=np.int64)
+        fn(block, x, y, w, (nB, nK) + ws, _ONES_BLOCK, g, opts, *outs, bad)
+        if bad.any():
+            check_probabilities(plan.fname, x, y)  # raises, naming the first bad element
     elif plan.logits:
         fn = bcewl_kernel_serial if serial else bcewl_kernel
         fn(x, y, w, pw, (nB, nK) + ws + ps, g, opts, *outs)
