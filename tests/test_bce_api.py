@@ -340,7 +340,7 @@ def test_float64_reductions_are_the_rounded_exact_sum(logits):
 @pytest.mark.parametrize("logits", [False, True])
 def test_float32_reductions_are_within_the_transcendentals_bound(logits):
     # float32: each element is the float64 formula of float32 exp/log/log1p values (<= 1 ulp
-    # each, so <= eps32 * |value|), summed in float64 (8 lanes of <= 512 additions per block:
+    # each, so <= eps32 * |value|), summed in float64 (lanes of 32 terms, then 8 interleaved sums of 64 lanes per block:
     # < 600 * eps64 relative) and rounded once. Against the exact sum of the exact losses
     # (the float64 path, within ~1e-16 relative) the error is at most half a float32 ulp of
     # the result plus: BCE 1 * eps32 per log term, and all terms are >= 0, so 1 * eps32 * sum;
