@@ -19,13 +19,15 @@ arrays) returns None and takes the general path.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from nbxent._core.arrays import check_out
 from nbxent._core.jit import GRAD_IN_PLACE, GRAD_INTO, GRAD_NONE
 from nbxent._core.reduction import MEAN, NONE
 from nbxent.xent.cpu_index import PARALLEL_MIN, index_rows_serial, scan_targets
-from nbxent.xent.validate import kernel_options, plan_cross_entropy
+from nbxent.xent.validate import CEPlan, kernel_options, plan_cross_entropy
 
 __all__ = ["cross_entropy_small"]
 
@@ -40,8 +42,22 @@ _F32 = np.dtype(np.float32)     # NumPy's dtype singletons: ``is`` is the cheap 
 _F64 = np.dtype(np.float64)
 
 
+class _Entry(NamedTuple):
+    """What a call signature decides, computed once: the plan and the kernel's inputs."""
+
+    plan: CEPlan
+    usable: bool           #: False: this signature takes the general path
+    fields: tuple          #: the kernel's option fields (plain tuples) by grad_mode
+    N: int
+    C: int
+    per_sample: bool       #: the result is the per-sample vector ('none', batched)
+    result_dtype: np.dtype
+    input_shape: tuple
+    no_grad: np.ndarray    #: the forward's empty gradient buffer (compute dtype, writeable)
+
+
 def _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing):
-    """``(plan, options by grad_mode)`` for this call signature, cached."""
+    """The :class:`_Entry` of this call signature, cached."""
     key = (fname, x.shape, x.dtype, target.shape, target.dtype,
            None if weight is None else (weight.shape, weight.dtype),
            type(ignore_index), ignore_index, reduction, type(label_smoothing), label_smoothing)
@@ -52,15 +68,19 @@ def _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing):
     plan = plan_cross_entropy(x, target, weight, ignore_index, reduction, label_smoothing,
                               fname=fname)
     # The kernels' option records, built once per plan (index = grad_mode).
-    opts = tuple(kernel_options(plan, mode, 0, mean=plan.reduction == MEAN)
-                 for mode in (GRAD_NONE, GRAD_INTO, GRAD_IN_PLACE))
+    fields = tuple(tuple(kernel_options(plan, mode, 0, mean=plan.reduction == MEAN))
+                   for mode in (GRAD_NONE, GRAD_INTO, GRAD_IN_PLACE))
+    usable = not (plan.prob or plan.S == 0 or plan.C == 0 or plan.deferred_error)
+    entry = _Entry(plan, usable, fields, plan.N, plan.C,
+                   plan.reduction == NONE and not plan.unbatched, plan.result_dtype,
+                   plan.input_shape, np.empty((0, 0), dtype=x.dtype))
     if len(_PLANS) >= _PLAN_CAP:
         _PLANS.clear()
     try:
-        _PLANS[key] = plan, opts
+        _PLANS[key] = entry
     except TypeError:     # an unhashable option value: plan_cross_entropy accepted it
         pass
-    return plan, opts
+    return entry
 
 
 def _ones(C, dtype):
@@ -91,48 +111,47 @@ def cross_entropy_small(fname, x, target, weight, ignore_index, reduction, label
     xdt = x.dtype
     if (xdt is not _F32 and xdt is not _F64) or not x.flags.c_contiguous:
         return None
-    plan, options = _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing)
-    if plan.prob or plan.S == 0 or plan.C == 0 or plan.deferred_error:
+    e = _plan(fname, x, target, weight, ignore_index, reduction, label_smoothing)
+    if not e.usable:
         return None
-    N, C = plan.N, plan.C
-    cdt = xdt
+    N = e.N
     t = target
-    if t.dtype != _INT64 or not t.flags.c_contiguous:
+    if t.dtype is not _INT64 or not t.flags.c_contiguous:
         if t.dtype == np.uint64:
             return None      # values above int64 need the general path's check
         t = np.ascontiguousarray(t, dtype=_INT64)
-    t = t.reshape(N)
+    if t.ndim != 1:
+        t = t.reshape(N)
     if weight is None:
-        w = _ones(C, cdt)
+        w = _ones(e.C, xdt)  # private and read-only: no caller buffer can overlap it
     else:
-        w = np.ascontiguousarray(weight, dtype=cdt)
-    x2 = x.reshape(N, C)
-    grad_mode = GRAD_NONE
-    grad = None
+        w = np.ascontiguousarray(weight, dtype=xdt)
+    x2 = x.reshape(N, e.C) if x.ndim != 2 else x
     if want_grad:
         if out is None:
             grad = np.empty_like(x)
             grad_mode = GRAD_INTO
         else:
-            check_out(fname, out, plan.input_shape, plan.input_dtype)
+            check_out(fname, out, e.input_shape, xdt)
             if out is x:
                 grad_mode = GRAD_IN_PLACE
             elif (np.may_share_memory(out, x) or np.may_share_memory(out, t)
-                  or np.may_share_memory(out, w)):
+                  or (weight is not None and np.may_share_memory(out, w))):
                 return None
             else:
                 grad_mode = GRAD_INTO
             grad = out
-        g2 = grad.reshape(N, C)
+        g2 = grad.reshape(N, e.C) if grad.ndim != 2 else grad
     else:
-        g2 = np.empty((0, 0), dtype=cdt)
+        grad = None
+        grad_mode = GRAD_NONE
+        g2 = e.no_grad
     loss = np.empty(N)
-    opts = options[grad_mode]
-    bad, total, _ = index_rows_serial(x2, t, w, _ONE, opts, loss, g2)
+    bad, total, _ = index_rows_serial(x2, t, w, _ONE, e.fields[grad_mode], loss, g2)
     if bad >= 0:
-        scan_targets(plan, t, w, target.shape)     # raises torch's IndexError
-    if plan.reduction == NONE and not plan.unbatched:
-        result = loss.astype(plan.result_dtype)
+        scan_targets(e.plan, t, w, target.shape)     # raises torch's IndexError
+    if e.per_sample:
+        result = loss.astype(e.result_dtype)
     else:
-        result = np.asarray(total, dtype=plan.result_dtype)
+        result = np.asarray(total, dtype=e.result_dtype)
     return result, grad
