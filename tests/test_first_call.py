@@ -36,11 +36,14 @@ nbxent.cross_entropy_with_grad(x, t)
 nbxent.cross_entropy(x, t, reduction="none", label_smoothing=0.1)
 p = rng.uniform(0.01, 0.99, (64, 100)).astype(dt)
 y = rng.random((64, 100)).astype(dt)
+nbxent.nll_loss(x, t)
+nbxent.nll_loss_with_grad(x, t, out=np.empty_like(x))
 nbxent.binary_cross_entropy(p, y)
 nbxent.binary_cross_entropy_with_grad(p, y, out=np.empty_like(p))
 print(json.dumps({
     "rows_serial": len(cpu_index.index_rows_serial.signatures),
     "rows_par": len(cpu_index._index_rows_par.signatures),
+    "nll_serial": len(cpu_index.nll_serial.signatures),
     "range_check_par": len(bv._first_bad.signatures),
     "range_check_block": len(bv._block_first_bad.signatures),
 }))
@@ -54,7 +57,7 @@ def test_small_calls_compile_one_serial_kernel(dtype, tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"rows_serial": 1, "rows_par": 0, "range_check_par": 0,
+    assert got == {"rows_serial": 1, "rows_par": 0, "nll_serial": 1, "range_check_par": 0,
                    "range_check_block": 1}, got
 
 
@@ -82,3 +85,24 @@ def test_small_path_repeated_calls_match_general_path_bits():
             assert grad2 is out and grad2.tobytes() == grad.tobytes(), kw
             assert loss2.tobytes() == ref_loss.tobytes(), kw
             assert nbxent.cross_entropy(x, t, **kw).tobytes() == ref_loss.tobytes(), kw
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_small_nll_matches_general_path_bits(reduction, weighted):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((32, 10)) * 3).astype(np.float32)
+    t = rng.integers(0, 10, 32)
+    t[7] = -100
+    w = rng.uniform(0.5, 2.0, 10).astype(np.float32) if weighted else None
+    ref_loss, ref_grad = nbxent.nll_loss_with_grad(np.asfortranarray(x), t, w,
+                                                   reduction=reduction)
+    ref_grad = np.ascontiguousarray(ref_grad)
+    loss, grad = nbxent.nll_loss_with_grad(x, t, w, reduction=reduction)
+    assert loss.dtype == ref_loss.dtype and loss.tobytes() == ref_loss.tobytes()
+    assert grad.tobytes() == ref_grad.tobytes()
+    assert nbxent.nll_loss(x, t, w, reduction=reduction).tobytes() == ref_loss.tobytes()
+    xi = x.copy()
+    loss2, grad2 = nbxent.nll_loss_with_grad(xi, t, w, reduction=reduction, out=xi)
+    assert grad2 is xi and xi.tobytes() == ref_grad.tobytes()
+    assert loss2.tobytes() == ref_loss.tobytes()

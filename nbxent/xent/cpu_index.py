@@ -54,7 +54,8 @@ from nbxent.xent.cpu_spatial import KBLOCK, SC_ROWS
 from nbxent.xent.cpu_spatial import index_block as _index_block
 from nbxent.xent.validate import CEPlan, XentOptions
 
-__all__ = ["PARALLEL_MIN", "index_rows_serial", "run_index", "run_nll", "scan_targets"]
+__all__ = ["PARALLEL_MIN", "index_rows_serial", "nll_serial", "run_index", "run_nll",
+           "scan_targets"]
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -196,6 +197,31 @@ def _nll_grad(t, w, ii, g, gstride, grad):
             tv = t[i]
             if tv != ii:
                 grad[n, tv, k] = cast_like(-(np.float64(w[tv]) * g[i * gstride]), w[tv])
+
+
+@njit(cache=CACHE, error_model="numpy")
+def nll_serial(x, t, w, has_weight, ii, mean, want_grad, loss, grad):
+    """Small nll_loss calls in one call, on the calling thread: check, values, gradient, sum.
+
+    ``x``: ``(N, C, K)``; ``grad``: x-shaped (written when ``want_grad``, after every value
+    is read, so it may be ``x`` itself) or empty. The general path's functions in its order
+    (:func:`_scan`, :func:`_nll_forward`, the float64 combine, :func:`_nll_grad` with the
+    upstream gradient 1, divided by ``W`` for ``mean``), so both give the same bits.
+    Returns ``(bad, total, W)`` as :func:`index_rows_serial`.
+    """
+    bad, count, W = _scan(t, w, has_weight, ii, x.shape[1])
+    if bad >= 0:
+        return bad, 0.0, W
+    _nll_forward(x, t, w, ii, loss)
+    total = neumaier_sum(loss, False)
+    g = np.ones(1)
+    if mean:
+        total = total / W
+        g[0] = 1.0 / W
+    if want_grad:
+        grad[...] = 0
+        _nll_grad(t, w, ii, g, 0, grad)
+    return -1, total, W
 
 
 def run_index(x3, t, w, sumw, g, opts, loss, grad3):
