@@ -200,26 +200,32 @@ def _nll_grad(t, w, ii, g, gstride, grad):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def nll_serial(x, t, w, has_weight, ii, mean, want_grad, loss, grad):
+def nll_serial(x, t, w, has_weight, ii, mean, g, loss, grad):
     """Small nll_loss calls in one call, on the calling thread: check, values, gradient, sum.
 
-    ``x``: ``(N, C, K)``; ``grad``: x-shaped (written when ``want_grad``, after every value
-    is read, so it may be ``x`` itself) or empty. The general path's functions in its order
-    (:func:`_scan`, :func:`_nll_forward`, the float64 combine, :func:`_nll_grad` with the
-    upstream gradient 1, divided by ``W`` for ``mean``), so both give the same bits.
-    Returns ``(bad, total, W)`` as :func:`index_rows_serial`.
+    ``x``: ``(N, C, K)``; ``grad``: x-shaped (written unless empty, after every value is
+    read, so it may be ``x`` itself); ``g``: a float64 ``(1,)`` scratch holding 1, the
+    upstream gradient, divided by ``W`` here for ``mean``. The general path's functions in
+    its order (:func:`_scan`, :func:`_nll_forward`, the float64 combine, :func:`_nll_grad`),
+    so both give the same bits; nothing is allocated here (each allocation is one more
+    function compiled on the first call). Returns ``(bad, total, W)`` as
+    :func:`index_rows_serial`.
     """
     bad, count, W = _scan(t, w, has_weight, ii, x.shape[1])
     if bad >= 0:
         return bad, 0.0, W
     _nll_forward(x, t, w, ii, loss)
     total = neumaier_sum(loss, False)
-    g = np.ones(1)
     if mean:
         total = total / W
-        g[0] = 1.0 / W
-    if want_grad:
-        grad[...] = 0
+        g[0] = g[0] / W
+    if grad.size:
+        N, C, K = grad.shape
+        zero = cast_like(0.0, w[0])
+        for n in range(N):
+            for c in range(C):
+                for k in range(K):
+                    grad[n, c, k] = zero
         _nll_grad(t, w, ii, g, 0, grad)
     return -1, total, W
 

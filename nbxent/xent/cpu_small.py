@@ -166,7 +166,7 @@ def _run(fname, e, x, target, weight, want_grad, out, nll):
     loss = np.empty(N)
     if nll:
         has_weight, ii, mean = e.fields
-        bad, total, _ = nll_serial(xk, t, w, has_weight, ii, mean, want_grad, loss, gk)
+        bad, total, _ = nll_serial(xk, t, w, has_weight, ii, mean, np.ones(1), loss, gk)
     else:
         bad, total, _ = index_rows_serial(xk, t, w, _ONE, e.fields[grad_mode], loss, gk)
     if bad >= 0:
