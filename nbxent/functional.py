@@ -24,7 +24,7 @@ from nbxent._core.arrays import as_array, check_out
 from nbxent._core.device import CUDA, backend_for, pinned_backend
 from nbxent.bce import validate as _bv
 from nbxent.xent import validate as _xv
-from nbxent.xent.cpu_small import cross_entropy_small
+from nbxent.xent.cpu_small import cross_entropy_small, nll_loss_small
 
 __all__ = [
     "CrossEntropyOutput",
@@ -391,6 +391,10 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = 
         0.980829
     """
     fname = "nll_loss"
+    if _small_ok():
+        fast = nll_loss_small(fname, input, target, weight, ignore_index, reduction, False, None)
+        if fast is not None:
+            return fast[0]
     input, target, weight = (as_array(fname, "input", input), as_array(fname, "target", target),
                              as_array(fname, "weight", weight))
     plan = _xv.plan_nll_loss(input, target, weight, ignore_index, reduction, fname=fname)
@@ -457,6 +461,10 @@ def nll_loss_with_grad(input: ArrayLike, target: ArrayLike, weight: Optional[Arr
         2.0 [[ 0. -1.]]
     """
     fname = "nll_loss_with_grad"
+    if _small_ok():
+        fast = nll_loss_small(fname, input, target, weight, ignore_index, reduction, True, out)
+        if fast is not None:
+            return fast
     input, target, weight = (as_array(fname, "input", input), as_array(fname, "target", target),
                              as_array(fname, "weight", weight))
     plan = _xv.plan_nll_loss(input, target, weight, ignore_index, reduction, fname=fname)

@@ -83,6 +83,9 @@ def check_out(fname: str, out, shape: tuple, dtype) -> None:
     """
     if out is None:
         return
+    if (type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
+            and out.flags.c_contiguous and out.flags.writeable):
+        return                      # the common case, without building the message
     dtype = np.dtype(dtype)
     want = (f"it must be a writeable C-contiguous array of the input's shape {tuple(shape)} "
             f"and dtype {dtype.name}")

@@ -40,7 +40,10 @@ def backend_for(*arrays) -> str:
     pinned = _PINNED.get()
     if pinned is not None:
         return pinned
-    return CUDA if any(is_device_array(a) for a in arrays) else CPU
+    for a in arrays:
+        if a is not None and type(a) is not np.ndarray and is_device_array(a):
+            return CUDA
+    return CPU
 
 
 def pinned(fn, backend: str):

@@ -158,6 +158,16 @@ def _grid(shape: tuple, patterns: list) -> tuple[tuple, list, bool]:
     return grid, strides, False
 
 
+#: Plans of NumPy calls by signature (the plan depends on metadata only); a signature that
+#: raises is never stored, so every bad call still raises in torch's order.
+_PLANS: dict = {}
+_PLAN_CAP = 512
+
+
+def _sig(a):
+    return None if a is None else (a.shape, a.dtype)
+
+
 def plan_forward(fname: str, logits: bool, input, target, weight=None, pos_weight=None,
                  reduction="mean") -> BcePlan:
     """Validate the forward arguments (metadata only) in torch's order and build the plan.
@@ -170,6 +180,28 @@ def plan_forward(fname: str, logits: bool, input, target, weight=None, pos_weigh
         NotImplementedError: non-float input (torch has no integer kernel).
         TypeError: an argument without ``.shape``/``.dtype`` or of an unsupported dtype.
     """
+    key = None
+    if (type(input) is np.ndarray and type(target) is np.ndarray
+            and (weight is None or type(weight) is np.ndarray)
+            and (pos_weight is None or type(pos_weight) is np.ndarray)):
+        key = (fname, logits, input.shape, input.dtype, target.shape, target.dtype,
+               _sig(weight), _sig(pos_weight), type(reduction), reduction)
+        try:
+            return _PLANS[key]
+        except (KeyError, TypeError):
+            pass
+    plan = _plan_forward(fname, logits, input, target, weight, pos_weight, reduction)
+    if key is not None:
+        if len(_PLANS) >= _PLAN_CAP:
+            _PLANS.clear()
+        try:
+            _PLANS[key] = plan
+        except TypeError:   # an unhashable reduction that parse_reduction accepted
+            pass
+    return plan
+
+
+def _plan_forward(fname, logits, input, target, weight, pos_weight, reduction) -> BcePlan:
     red = parse_reduction(fname, reduction)
     shape, xdt = _meta(fname, "input", input)
     tshape, ydt = _meta(fname, "target", target)
@@ -264,12 +296,6 @@ def _block_first_bad(x, y, start, end):
     return -1
 
 
-@numba.njit(cache=CACHE)
-def _first_bad_serial(x, y):
-    """:func:`_first_bad` for one block, on the calling thread (small inputs)."""
-    return _block_first_bad(x, y, 0, x.size)
-
-
 @numba.njit(parallel=True, cache=CACHE)
 def _first_bad(x, y):
     """Smallest flat index where x or y is outside [0, 1] (NaN too), else -1.
@@ -298,8 +324,8 @@ def check_probabilities(fname: str, x_flat: np.ndarray, y_flat: np.ndarray) -> N
     """
     if x_flat.size == 0:
         return
-    if x_flat.size <= _SCAN_BLOCK:  # one block: never enter the thread pool
-        i = int(_first_bad_serial(x_flat, y_flat))
+    if x_flat.size <= _SCAN_BLOCK:  # one block, on the calling thread: no thread pool
+        i = int(_block_first_bad(x_flat, y_flat, 0, x_flat.size))
     else:
         i = int(_first_bad(x_flat, y_flat))
     if i < 0:

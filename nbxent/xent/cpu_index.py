@@ -52,9 +52,10 @@ from nbxent.xent.cpu_rows import index_row as _index_row
 from nbxent.xent.cpu_rows import scratch_len
 from nbxent.xent.cpu_spatial import KBLOCK, SC_ROWS
 from nbxent.xent.cpu_spatial import index_block as _index_block
-from nbxent.xent.validate import CEPlan
+from nbxent.xent.validate import CEPlan, XentOptions
 
-__all__ = ["PARALLEL_MIN", "index_rows_serial", "run_index", "run_nll", "scan_targets"]
+__all__ = ["PARALLEL_MIN", "index_rows_serial", "nll_serial", "run_index", "run_nll",
+           "scan_targets"]
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -106,8 +107,13 @@ def _index_rows_par(x, t, w, sumw, g, opts, loss, grad):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def index_rows_serial(x, t, w, g, opts, loss, grad):
+def index_rows_serial(x, t, w, g, fields, loss, grad):
     """Small ``(N, C)`` inputs in one call, on the calling thread: check, rows, reduction.
+
+    ``fields``: the :class:`~nbxent.xent.validate.XentOptions` record as a plain tuple
+    (``tuple(opts)``), rebuilt into the record here. Numba types a plain tuple of scalars
+    and arrays from a cached fingerprint (~0.3 us per call) but a NamedTuple field by field
+    in Python (~3.5 us for this one), a tenth of a small call's whole cost.
 
     The target scan, the per-row kernel and the serial float64 combine of the general
     path (the same compiled functions, so both give the same bits). With ``opts.mean``
@@ -116,6 +122,7 @@ def index_rows_serial(x, t, w, g, opts, loss, grad):
     index of the first out-of-range target (nothing computed then); ``total`` is the
     reduced loss (divided by ``W`` with ``mean``), ``W = sum_{valid} w[t]``.
     """
+    opts = XentOptions(*fields)
     bad, count, W = _scan(t, w, opts.has_weight, opts.ignore_index, x.shape[1])
     if bad >= 0:
         return bad, 0.0, W
@@ -192,6 +199,37 @@ def _nll_grad(t, w, ii, g, gstride, grad):
                 grad[n, tv, k] = cast_like(-(np.float64(w[tv]) * g[i * gstride]), w[tv])
 
 
+@njit(cache=CACHE, error_model="numpy")
+def nll_serial(x, t, w, has_weight, ii, mean, g, loss, grad):
+    """Small nll_loss calls in one call, on the calling thread: check, values, gradient, sum.
+
+    ``x``: ``(N, C, K)``; ``grad``: x-shaped (written unless empty, after every value is
+    read, so it may be ``x`` itself); ``g``: a float64 ``(1,)`` scratch holding 1, the
+    upstream gradient, divided by ``W`` here for ``mean``. The general path's functions in
+    its order (:func:`_scan`, :func:`_nll_forward`, the float64 combine, :func:`_nll_grad`),
+    so both give the same bits; nothing is allocated here (each allocation is one more
+    function compiled on the first call). Returns ``(bad, total, W)`` as
+    :func:`index_rows_serial`.
+    """
+    bad, count, W = _scan(t, w, has_weight, ii, x.shape[1])
+    if bad >= 0:
+        return bad, 0.0, W
+    _nll_forward(x, t, w, ii, loss)
+    total = neumaier_sum(loss, False)
+    if mean:
+        total = total / W
+        g[0] = g[0] / W
+    if grad.size:
+        N, C, K = grad.shape
+        zero = cast_like(0.0, w[0])
+        for n in range(N):
+            for c in range(C):
+                for k in range(K):
+                    grad[n, c, k] = zero
+        _nll_grad(t, w, ii, g, 0, grad)
+    return -1, total, W
+
+
 def run_index(x3, t, w, sumw, g, opts, loss, grad3):
     """Launch class-index cross_entropy on ``(N, C, K)`` arrays (C >= 1); see module docstring."""
     N, C, K = x3.shape
@@ -202,7 +240,7 @@ def run_index(x3, t, w, sumw, g, opts, loss, grad3):
         if par and N > 1:
             _index_rows_par(x2, t, w, sumw, g, opts, loss, g2)
         else:
-            index_rows_serial(x2, t, w, g, opts, loss, g2)
+            index_rows_serial(x2, t, w, g, tuple(opts), loss, g2)
     else:
         fn = _index_spatial_par if par else _index_spatial_ser
         fn(x3, t, w, sumw, g, opts, loss, grad3)
