@@ -57,8 +57,10 @@ def test_small_calls_compile_one_serial_kernel(dtype, tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
+    # float32 BCE counts out-of-range elements inside its kernel (nbxent/bce/cpu_f32.py);
+    # float64 BCE runs the separate serial range check once
     assert got == {"rows_serial": 1, "rows_par": 0, "nll_serial": 1, "range_check_par": 0,
-                   "range_check_block": 1}, got
+                   "range_check_block": 0 if dtype == "float32" else 1}, got
 
 
 def test_small_path_repeated_calls_match_general_path_bits():
