@@ -8,9 +8,11 @@ results: the recorder (conformance/recorder.py) does.
 """
 from __future__ import annotations
 
-from conformance import strategies
+from conformance import metamorphic, strategies
 from conformance.judge import Context, Judge, Judgement
-from conformance.model import Case
+from conformance.model import Case, CheckResult
+from conformance.relations import RELATIONS
+from conformance.worker import RELATION
 from conformance.oracles.validate import backward_error
 from conformance.references import References
 
@@ -79,3 +81,29 @@ class Evaluator:
             for r in j.results:
                 r.output = tail
         return j, call
+
+    def evaluate_relation(self, case: Case, case_id: str, worker, spec: str) -> tuple[Judgement, Case]:
+        """One case of a metamorphic check (its check is in ``case.origin``, conformance/metamorphic.py):
+        the candidate's calls in its worker, the float64 reference where the relation has one, the verdict."""
+        check = metamorphic.check_of(case)
+        out = worker.call(RELATION + check, case.arrays, case.kwargs, False, self.case_timeout_s)
+        j, measure, oracle = Judgement(), None, "metamorphic"
+        if out.status != "ok":
+            status = Judge._status(out)
+            msg = f"raised {out.exc_type}: {out.message}" if out.status == "raised" else out.message
+            j.got_error = out.exc_type or out.status
+        else:
+            ref = metamorphic.reference(check, case)
+            if ref is not None:
+                oracle = "scipy"
+            v = metamorphic.judge(check, case, out.value, ref)
+            status, msg, measure = v.status, v.message, v.measure
+            j.diagnoses = v.diagnoses
+        if out.modified:
+            status, msg = "fail", f"modified its input(s) {out.modified} in place"
+        r = CheckResult(spec, RELATIONS[check].loss, check, status, case_id, case.describe(), msg, measure,
+                        None, oracle)
+        if out.output:
+            r.output = out.output
+        j.results.append(r)
+        return j, case

@@ -53,6 +53,7 @@ class Judgement:
     got_value: np.ndarray | None = None
     got_grad: np.ndarray | None = None
     got_error: str | None = None
+    diagnoses: list[str] = field(default_factory=list)   # sharding conventions explaining a metamorphic failure
 
 
 def _merge(s, e):

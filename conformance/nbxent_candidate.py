@@ -19,6 +19,8 @@ from nbxent import (
     linear_cross_entropy,
     nll_loss,
     nll_loss_backward,
+    vocab_combine,
+    vocab_shard_stats,
 )
 
 #: What nbxent declares (docs/candidates.md); shared with the CUDA backend's candidate.
@@ -39,4 +41,6 @@ __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
     "linear_cross_entropy",
+    # the shard-statistics protocol: the metamorphic shard_split check (docs/candidates.md)
+    "vocab_shard_stats", "vocab_combine",
 ]

@@ -55,3 +55,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     eye = np.eye(input.shape[1], dtype=input.dtype)
     return linear_cross_entropy(input, eye, target, weight=weight, reduction=reduction,
                                 ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+
+# Its cross_entropy covers only what the 'materialised' check sends it (2-D class-index logits):
+# it is not itself a cross_entropy candidate, so no dtype of that loss is declared for checking.
+CONFORMANCE = {"losses": {"cross_entropy": {"dtypes": []}}}
