@@ -50,33 +50,41 @@ def linear_case(draw, loss: str, f) -> Case:
     """A linear_cross_entropy case on tiny shapes; every option off when hypothesis shrinks it."""
     dtype = draw(st.sampled_from(f.dtypes))
     N, H, C = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 8))
-    if f.has("empty") and rare(draw, 12):
+    unbatched = f.has("unbatched") and rare(draw, 8)          # input (H,), target () or (C,)
+    prob = f.has("prob_target") and rare(draw, 5)             # target: probabilities of the logits' shape
+    if f.has("empty") and not unbatched and rare(draw, 12):
         N = 0
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from(_scales(dtype, [1.0, 0.1, 4.0, 30.0])))
-    arrays = {"input": (rng.standard_normal((N, H)) * scale).astype(dtype),
+    rows = () if unbatched else (N,)
+    arrays = {"input": (rng.standard_normal(rows + (H,)) * scale).astype(dtype),
               "linear_weight": rng.standard_normal((C, H)).astype(dtype)}
-    t = rng.integers(0, C, size=N).astype(np.int64)
+    if prob:
+        t = rng.dirichlet(np.ones(C), size=rows or None).astype(dtype) if C else np.zeros(rows + (0,), dtype)
+    else:
+        t = rng.integers(0, C, size=rows).astype(np.int64)
     kw: dict = {}
     if f.has("linear_bias") and draw(st.booleans()):
         arrays["linear_bias"] = rng.standard_normal(C).astype(dtype)
     if f.has("weight") and draw(st.booleans()):
         arrays["weight"] = rng.uniform(0.0, 2.0, C).astype(dtype)
-    if f.has("ignore_index") and draw(st.booleans()):
+    # with probabilities torch rejects any explicit ignore_index (docs/linear.md): an error case
+    if f.has("ignore_index") and (not prob or f.has("errors") and rare(draw, 4)) and draw(st.booleans()):
         ii = draw(st.sampled_from([-100, -1, int(rng.integers(0, C))]))
         kw["ignore_index"] = ii
-        t[rng.random(N) < 0.3] = ii
+        if not prob:
+            t[rng.random(rows) < 0.3] = ii
     if f.has("label_smoothing") and draw(st.booleans()):
         kw["label_smoothing"] = draw(st.sampled_from([0.1, 0.25, 1.0]))
     _reduction(draw, f, kw)
     if f.has("errors") and rare(draw, 12):
         bad = draw(st.sampled_from(["target_out_of_range", "in_features", "batch"]))
-        if bad == "target_out_of_range" and N:
-            t[0] = C
+        if bad == "target_out_of_range" and N and not prob:
+            t[(0,) * t.ndim] = C
         elif bad == "in_features":
             arrays["linear_weight"] = rng.standard_normal((C, H + 1)).astype(dtype)
-        elif bad == "batch":
-            t = np.concatenate([t, [0]]).astype(np.int64)
+        elif bad == "batch" and not unbatched:
+            t = np.concatenate([t, t[:1] if N else np.zeros((1,) + t.shape[1:], t.dtype)]).astype(t.dtype)
     arrays["target"] = t
     return Case(loss, arrays, kw)
 
@@ -129,6 +137,8 @@ def expected_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
         return "RuntimeError"
     if not np.issubdtype(t.dtype, np.floating) and t.dtype not in (np.int64, np.uint8):
         return "RuntimeError"                          # "expected target dtype to be Long or Byte"
+    if np.issubdtype(t.dtype, np.floating) and kwargs.get("ignore_index") is not None:
+        return "RuntimeError"                          # "ignore_index cannot be specified when target contains probabilities"
     ce = {"input": np.zeros(_logit_shape(x, W), x.dtype), "target": t.astype(np.int64, copy=False)
           if t.dtype == np.uint8 else t}
     if "weight" in arrays:
@@ -181,6 +191,9 @@ def exact_loss(loss, arrays, kwargs, want_grad):
     eps = float(kwargs.get("label_smoothing", 0.0))
     eps = mpmath.mpf(eps) if eps > 0 else mpmath.mpf(0)
     w = [mpmath.mpf(1)] * C if "weight" not in arrays else [mpmath.mpf(float(v)) for v in arrays["weight"]]
+    if np.issubdtype(np.asarray(arrays["target"]).dtype, np.floating):
+        return _exact_prob(x2, W, b, np.asarray(arrays["target"], np.float64).reshape(-1, C), w, eps, red,
+                           x.shape[:-1])
     per, denom = [], mpmath.mpf(0)
     for s in range(x2.shape[0]):
         if t[s] == ii:
@@ -203,6 +216,30 @@ def exact_loss(loss, arrays, kwargs, want_grad):
     return np.array(mpmath_ref.NAN if denom == 0 else total / denom, dtype=object), None
 
 
+def _exact_logits(h, W, b):
+    C, H = W.shape[0], W.shape[-1]
+    return [mpmath.fsum(mpmath.mpf(h[k]) * mpmath.mpf(W[j, k]) for k in range(H))
+            + (mpmath.mpf(float(b[j])) if b is not None else 0) for j in range(C)]
+
+
+def _exact_prob(x2, W, b, q, w, eps, red, out_shape):
+    """Probability targets: ``sum_c w_c q'_c (lse - z_c)``, ``q' = (1 - eps) q + eps/C``; 'mean' over
+    the samples (docs/semantics.md §0: the probability mean divides by N, not by the weights)."""
+    C = W.shape[0]
+    per = []
+    for s in range(x2.shape[0]):
+        z = _exact_logits(x2[s], W, b)
+        lse = mpmath_ref._lse(z)
+        qs = [(1 - eps) * mpmath.mpf(q[s, c]) + eps / C if eps > 0 else mpmath.mpf(q[s, c]) for c in range(C)]
+        per.append(mpmath.fsum(mpmath_ref._mul(w[c] * qs[c], lse - z[c]) for c in range(C)))
+    if red == "none":
+        return np.array(per, dtype=object).reshape(out_shape), None
+    total = mpmath.fsum(per) if per else mpmath.mpf(0)
+    if red == "sum":
+        return np.array(total, dtype=object), None
+    return np.array(mpmath_ref.NAN if not per else total / len(per), dtype=object), None
+
+
 # ---- tolerance units ------------------------------------------------------------------------
 
 def gamma_units(n: int) -> float:
@@ -218,14 +255,20 @@ def gemm_units(case: Case) -> np.ndarray:
     A = x.reshape(-1, H) @ W.reshape(-1, H).T
     if "linear_bias" in a:
         A = A + np.abs(np.asarray(a["linear_bias"], np.float64)).reshape(-1)
-    t = np.asarray(a["target"]).reshape(-1).astype(np.int64)
-    ii = case.kwargs.get("ignore_index", -100)
-    valid = t != (-100 if ii is None else ii)
     eps = float(case.kwargs.get("label_smoothing", 0.0))
     eps = eps if eps > 0 else 0.0
     w = np.ones(C) if "weight" not in a else np.abs(np.asarray(a["weight"], np.float64))
-    wt = np.where(valid, w[np.where(valid, t, 0)], 0.0) if C else np.zeros(t.shape)
-    csum = np.where(valid, (1 - eps) * wt + eps / max(C, 1) * w.sum(), 0.0)
+    if np.issubdtype(np.asarray(a["target"]).dtype, np.floating):
+        # probabilities: c_j = w_j ((1 - eps) q_j + eps/C); the 'mean' divides by the sample count
+        q = np.abs(np.asarray(a["target"], np.float64)).reshape(-1, C)
+        csum = (w * ((1 - eps) * q + eps / max(C, 1))).sum(axis=1)
+        wt = np.ones(q.shape[0])
+    else:
+        t = np.asarray(a["target"]).reshape(-1).astype(np.int64)
+        ii = case.kwargs.get("ignore_index", -100)
+        valid = t != (-100 if ii is None else ii)
+        wt = np.where(valid, w[np.where(valid, t, 0)], 0.0) if C else np.zeros(t.shape)
+        csum = np.where(valid, (1 - eps) * wt + eps / max(C, 1) * w.sum(), 0.0)
     dz = gamma_units(H + 2) * (A.max(axis=1) if A.size else np.zeros(A.shape[0]))
     return 2.0 * dz * csum, wt
 

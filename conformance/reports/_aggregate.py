@@ -152,13 +152,17 @@ def aggregate(run: dict[str, Any]) -> list[Row]:
     candidates = _ordered([c for c, _, _ in by_key] + list(infos), list(infos))
     config_losses = run.get("config", {}).get("losses") or list(LOSSES)
     losses = _ordered([lo for _, lo, _ in by_key], list(config_losses))
-    # every loss has the per-case checks; a metamorphic check only its own loss's row (conformance/relations.py)
-    checks = {loss: _ordered([ch for _, lo, ch in by_key if lo == loss], CHECKS + of_loss(loss)) for loss in losses}
+    # every loss has the per-case checks; a metamorphic check only its own loss's row (conformance/relations.py),
+    # where it ran or the candidate was found to offer it or not (a run that never looked has no such cell)
+    checks = {loss: _ordered([ch for _, lo, ch in by_key if lo == loss], CHECKS) for loss in losses}
     rows = []
     for cand in candidates:
-        info = infos.get(cand)
+        info = infos.get(cand) or {}
         for loss in losses:
-            cells = [_cell(cand, loss, check, by_key.get((cand, loss, check), []), info) for check in checks[loss]]
+            known = set(info.get("supported", {}).get(loss, [])) | set(info.get("not_supported", {}).get(loss, []))
+            mine = checks[loss] + [r for r in of_loss(loss) if r in known and r not in checks[loss]]
+            cells = [_cell(cand, loss, check, by_key.get((cand, loss, check), []), infos.get(cand))
+                     for check in mine]
             rows.append(_row(cand, loss, cells, info))
     return rows
 

@@ -79,11 +79,14 @@ def test_ignored_samples_get_no_tolerance():
     assert E[0] == Q[0] == E[3] == Q[3] == 0 and (Q[[1, 2, 4]] > 0).all()
 
 
-@pytest.mark.parametrize("bug", ["bug_lce_ignores_bias", "bug_lce_chunk_mean"])
-def test_seeded_linear_bug_is_caught(bug, tmp_path):
+@pytest.mark.parametrize("bug, meta", [("bug_lce_ignores_bias", {"materialised"}),
+                                       ("bug_lce_chunk_mean", {"chunk_invariance", "materialised"})])
+def test_seeded_linear_bug_is_caught(bug, meta, tmp_path):
     res = _campaign(os.path.join(HERE, bug + ".py"), tmp_path)
     bad = [r for r in res.results if r.status in FAILING]
-    assert bad and {r.check for r in bad} <= {"value", "nan_pattern"}, [(r.case_id, r.check) for r in bad]
+    # the value checks and the metamorphic checks the bug breaks (the batch one holds for both)
+    assert bad and {r.check for r in bad} == {"value"} | meta | ({"nan_pattern"} & {r.check for r in bad}), \
+        [(r.case_id, r.check) for r in bad]
     assert {r.status for r in bad} == {"fail"}
     for c in res.classes:
         assert os.path.isfile(os.path.join(c.reproducer, "repro.py"))
@@ -99,8 +102,11 @@ def test_correct_numpy_linear_candidate_passes(tmp_path):
 def test_budget_is_capped_by_the_registry(tmp_path):
     res = _campaign(os.path.join(HERE, "lce_numpy.py"), tmp_path, max_examples=500)
     from conformance import catalogue
+    from conformance.campaign import RELATION_CASES
+    from conformance.relations import of_loss
     n_cat = len(catalogue.entries("linear_cross_entropy"))
-    assert res.cases_run["linear_cross_entropy"] <= losses.get("linear_cross_entropy").max_examples + n_cat
+    n_meta = RELATION_CASES * len(of_loss("linear_cross_entropy"))      # lce_numpy offers every linear check
+    assert res.cases_run["linear_cross_entropy"] <= losses.get("linear_cross_entropy").max_examples + n_cat + n_meta
 
 
 def test_nbxent_and_torch_pass(tmp_path):

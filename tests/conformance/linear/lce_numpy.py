@@ -17,8 +17,17 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         reduction = "mean"
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
-    if input.ndim != 2 or input.shape[1] != linear_weight.shape[1]:
+    if input.ndim not in (1, 2) or input.shape[-1] != linear_weight.shape[1]:
         raise RuntimeError("expected equal input and linear_weight last dimensions")
+    if input.ndim == 1:                     # unbatched: one sample, a 0-d loss whatever the reduction
+        t1 = target.reshape((1,) + target.shape)
+        out = linear_cross_entropy(input[None], linear_weight, t1, linear_bias=linear_bias, weight=weight,
+                                   reduction="sum" if reduction == "none" else reduction, ignore_index=ignore_index,
+                                   label_smoothing=label_smoothing,
+                                   chunk_size=chunk_size)
+        return np.asarray(out, dtype=input.dtype)
+    if np.issubdtype(target.dtype, np.floating):
+        return _prob(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing)
     if target.shape != (input.shape[0],):
         raise ValueError("batch size mismatch")
     ii = -100 if ignore_index is None else ignore_index
@@ -48,6 +57,26 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     with np.errstate(all="ignore"):
         out = per.sum() if reduction == "sum" else per.sum() / wt.sum()
     return np.asarray(out, dtype=input.dtype)
+
+
+def _prob(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing):
+    """Probability targets: sum_c w_c q_c (lse - z_c), q smoothed towards 1/C; 'mean' over the samples."""
+    if ignore_index is not None:
+        raise RuntimeError("ignore_index cannot be specified when target contains probabilities")
+    z = input.astype(np.float64) @ linear_weight.astype(np.float64).T
+    if linear_bias is not None:
+        z = z + linear_bias
+    if target.shape != z.shape:
+        raise ValueError("target shape mismatch")
+    C = z.shape[1]
+    w = np.ones(C) if weight is None else weight.astype(np.float64)
+    eps = label_smoothing if label_smoothing > 0 else 0.0
+    q = (1 - eps) * target.astype(np.float64) + eps / C
+    per = -(w * q * _log_softmax(z)).sum(axis=1) if C else np.zeros(z.shape[0])
+    if reduction == "none":
+        return per.astype(input.dtype)
+    with np.errstate(all="ignore"):
+        return np.asarray(per.sum() if reduction == "sum" else per.sum() / per.size, dtype=input.dtype)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
