@@ -103,7 +103,8 @@ def _warm_up_requests(plan: Plan) -> list:
         per_dtype[dt] += 1
         out.append((plan.loss, case.arrays, case.kwargs, False))
         if plan.feats.has("backward") and "grad_output" in case.arrays:
-            out.append((plan.loss + "_backward", case.arrays, case.kwargs, True))
+            grad = losses.get(plan.loss).grad_name or plan.loss + "_backward"
+            out.append((grad, case.arrays, case.kwargs, not grad.endswith("_with_grad")))
     return out
 
 

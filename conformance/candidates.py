@@ -169,7 +169,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
             if f in KEYWORD_FEATURES:
                 ok = _accepts(fn, f)
             elif f == "backward":
-                ok = callable(getattr(obj, loss + "_backward", None))
+                ok = callable(getattr(obj, _registry.get(loss).grad_name or loss + "_backward", None))
             else:
                 ok = True
             if ok and f not in excluded:

@@ -86,11 +86,23 @@ def linear_case(draw, loss: str, f) -> Case:
         elif bad == "batch" and not unbatched:
             t = np.concatenate([t, t[:1] if N else np.zeros((1,) + t.shape[1:], t.dtype)]).astype(t.dtype)
     arrays["target"] = t
+    if f.has("backward"):
+        # the gradient protocol's upstream gradient is ones (linear_cross_entropy_with_grad: of loss.sum())
+        red = kw.get("reduction", "mean")
+        arrays["grad_output"] = np.ones(rows if red == "none" else (), dtype)
     return Case(loss, arrays, kw)
 
 
 def catalogue(dtype: str):
-    """Named cases: exact logits, a dominant bias, every target ignored, torch's errors."""
+    """Named cases: exact logits, a dominant bias, every target ignored, torch's errors; the valid
+    ones with the gradient protocol's upstream ones (``grad_output``), so their gradients are checked."""
+    for case in _catalogue(dtype):
+        if case.expect_error is None:
+            case.arrays["grad_output"] = np.ones(_out_shape(case.arrays, case.kwargs), dtype)
+        yield case
+
+
+def _catalogue(dtype: str):
     dt = np.dtype(dtype)
     h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dt)
     W = np.array([[2.0, 0.0], [0.0, 0.0], [-1.0, 1.0]], dt)
@@ -172,10 +184,61 @@ def _ce_arrays(arrays: dict, z) -> dict:
 # ---- oracles --------------------------------------------------------------------------------
 
 def float64_loss(loss, arrays, kwargs, want_grad):
-    """(value, None, result dtype): cross_entropy's float64 reference on float64 logits."""
+    """(value, packed gradients or None, result dtype): cross_entropy's float64 reference on float64
+    logits; the gradients (:func:`pack`) from its logit gradient ``G`` with upstream ones."""
     with np.errstate(all="ignore"):
         value, _, _ = scipy_ref.class_loss("cross_entropy", _ce_arrays(arrays, logits64(arrays)), kwargs, False)
-    return value, None, str(arrays["input"].dtype)
+        grad = None
+        if want_grad:
+            G = logit_grad(arrays, kwargs)
+            grad = pack(*linear_grads(arrays, G))
+    return value, grad, str(arrays["input"].dtype)
+
+
+# ---- gradients --------------------------------------------------------------------------------
+# The gradient protocol (docs/candidates.md): ``linear_cross_entropy_with_grad(...)`` returns
+# ``(loss, grad_input, grad_linear_weight, grad_linear_bias or None)``, the gradients of
+# ``loss.sum()`` (upstream ones, as ``nbxent.linear_cross_entropy_with_grad``). The harness
+# judges them as one array: :func:`pack` of the three (the bias's only when there is one).
+
+def _out_shape(arrays, kwargs):
+    x = arrays["input"]
+    return x.shape[:-1] if kwargs.get("reduction", "mean") == "none" else ()
+
+
+def logit_grad(arrays, kwargs) -> np.ndarray:
+    """d loss.sum() / d logits in float64, shaped as the logits (cross_entropy's float64 reference)."""
+    ce = _ce_arrays(arrays, logits64(arrays))
+    ce["grad_output"] = np.ones(_out_shape(arrays, kwargs))
+    with np.errstate(all="ignore"):
+        _, G, _ = scipy_ref.class_loss("cross_entropy", ce, kwargs, True)
+    return np.asarray(G, np.float64)
+
+
+def linear_grads(arrays, G):
+    """(grad_input, grad_linear_weight, grad_linear_bias or None) from the logit gradient ``G``:
+    ``G @ W``, ``G.T @ input``, ``G.sum(0)`` (float64, NaN propagating as in torch's GEMMs)."""
+    x = np.asarray(arrays["input"], np.float64)
+    W = np.asarray(arrays["linear_weight"], np.float64)
+    G2, x2 = G.reshape(-1, W.shape[0]), x.reshape(-1, W.shape[-1])
+    gi = (G2 @ W).reshape(x.shape)
+    gW = G2.T @ x2
+    gb = G2.sum(axis=0) if "linear_bias" in arrays else None
+    return gi, gW, gb
+
+
+def pack(gi, gW, gb=None) -> np.ndarray:
+    """The gradients as the harness compares them: raveled and concatenated, input's first."""
+    parts = [np.asarray(g).ravel() for g in (gi, gW, gb) if g is not None]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def packed_parts(arrays) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of each packed gradient, in order (for messages: which gradient an index is in)."""
+    out = [("grad_input", arrays["input"].shape), ("grad_linear_weight", arrays["linear_weight"].shape)]
+    if "linear_bias" in arrays:
+        out.append(("grad_linear_bias", arrays["linear_bias"].shape))
+    return out
 
 
 def exact_loss(loss, arrays, kwargs, want_grad):
@@ -273,10 +336,78 @@ def gemm_units(case: Case) -> np.ndarray:
     return 2.0 * dz * csum, wt
 
 
+def _coefficients(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the upstream factor ``g_s`` (1, or 1/W for 'mean'; 0 for an ignored row) and the target
+    coefficients ``c_sj`` (``(1 - eps) w_t [j = t] + eps/C w_j``, or ``w_j q'_j``), float64 (S,), (S, C)."""
+    a = case.arrays
+    C = a["linear_weight"].shape[0]
+    _, wt = gemm_units(case)
+    eps = float(case.kwargs.get("label_smoothing", 0.0))
+    eps = eps if eps > 0 else 0.0
+    w = np.ones(C) if "weight" not in a else np.abs(np.asarray(a["weight"], np.float64))
+    t = np.asarray(a["target"])
+    if np.issubdtype(t.dtype, np.floating):
+        c = w * ((1 - eps) * np.abs(t.astype(np.float64)).reshape(-1, C) + eps / max(C, 1))
+        g = np.ones(c.shape[0])
+    else:
+        t = t.reshape(-1).astype(np.int64)
+        ii = case.kwargs.get("ignore_index", -100)
+        valid = t != (-100 if ii is None else ii)
+        c = np.where(valid[:, None], eps / max(C, 1) * w, 0.0)
+        r = np.flatnonzero(valid & (t >= 0) & (t < C))
+        c[r, t[r]] += (1 - eps) * w[t[r]]
+        g = valid.astype(np.float64)
+    if case.kwargs.get("reduction", "mean") not in ("none", "sum"):
+        d = abs(float(wt.sum()))
+        g = g / d if d > 0 else g * 0.0
+    return g, c
+
+
+def grad_units(case: Case):
+    """(E, Q) of the packed gradients (:func:`pack`), in eps.
+
+    ``G``'s own units are cross_entropy's gradient units at the float64 logits, plus the logits'
+    rounding: each ``lse - z_j`` moves by at most ``2 max_j |dz_j|``, so ``p_j`` by ``2 max|dz| p_j``
+    to first order, and ``|dG_sj| <= 2 gamma(H+2) max_j A_sj |g_s B_s p_sj|`` with
+    ``|g_s B_s p_sj| = |G_sj + g_s c_sj| <= |G_sj| + |g_s| c_sj``. Each gradient is then a
+    product summing C (grad_input) or N (grad_linear_weight, grad_linear_bias) terms: its units
+    are ``U_G @ |W|`` plus ``gamma(C + 1) |G| @ |W|`` (any summation order, one rounding to
+    storage), and likewise with ``|input|`` and the sums over the samples.
+    """
+    a = case.arrays
+    W = np.abs(np.asarray(a["linear_weight"], np.float64))
+    H, C = W.shape[-1], W.shape[0]
+    x2 = np.abs(np.asarray(a["input"], np.float64)).reshape(-1, H)
+    z = logits64(a)
+    ce = _ce_arrays(a, z)
+    ce["grad_output"] = np.ones(_out_shape(a, case.kwargs))
+    Eg, Qg = tolerances.class_units(Case("cross_entropy", ce, case.kwargs), "grad")
+    S = x2.shape[0]
+    Eg, Qg = np.asarray(Eg, np.float64).reshape(S, C), np.asarray(Qg, np.float64).reshape(S, C)
+    G = np.abs(logit_grad(a, case.kwargs)).reshape(S, C)
+    A = x2 @ W.T
+    if "linear_bias" in a:
+        A = A + np.abs(np.asarray(a["linear_bias"], np.float64)).reshape(-1)
+    g, c = _coefficients(case)
+    dz = gamma_units(H + 2) * (A.max(axis=1) if A.size else np.zeros(S))
+    with np.errstate(all="ignore"):
+        Qg = Qg + 2.0 * dz[:, None] * (G + np.abs(g)[:, None] * c)
+    for arr in (Eg, Qg, G):
+        arr[~np.isfinite(arr)] = 0.0
+    E_parts = [Eg @ W, Eg.T @ x2] + ([Eg.sum(axis=0)] if "linear_bias" in a else [])
+    Q_parts = [Qg @ W + gamma_units(C + 1) * (G @ W), Qg.T @ x2 + gamma_units(S + 1) * (G.T @ x2)]
+    if "linear_bias" in a:
+        Q_parts.append(Qg.sum(axis=0) + gamma_units(S + 1) * G.sum(axis=0))
+    return pack(*E_parts), pack(*Q_parts)
+
+
 def units(case: Case, kind: str):
-    """(E, Q) of the loss value: cross_entropy's at the float64 logits, plus the GEMM's term in Q."""
+    """(E, Q) of the loss value: cross_entropy's at the float64 logits, plus the GEMM's term in Q;
+    of the packed gradients for ``kind == 'grad'`` (:func:`grad_units`)."""
+    if kind == "grad":
+        return grad_units(case)
     if kind != "value":
-        raise ValueError(f"linear_cross_entropy: only the loss value is checked, not {kind!r}")
+        raise ValueError(f"linear_cross_entropy: no tolerance units for {kind!r}")
     z = logits64(case.arrays)
     E, Q = tolerances.class_units(Case("cross_entropy", _ce_arrays(case.arrays, z), case.kwargs), "value")
     g, wt = gemm_units(case)

@@ -17,6 +17,7 @@ from nbxent import (
     cross_entropy,
     cross_entropy_backward,
     linear_cross_entropy,
+    linear_cross_entropy_with_grad,
     nll_loss,
     nll_loss_backward,
     vocab_combine,
@@ -40,7 +41,7 @@ __all__ = [
     "cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward",
     "binary_cross_entropy", "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
-    "linear_cross_entropy",
+    "linear_cross_entropy", "linear_cross_entropy_with_grad",
     # the shard-statistics protocol: the metamorphic shard_split check (docs/candidates.md)
     "vocab_shard_stats", "vocab_combine",
 ]

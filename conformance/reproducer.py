@@ -195,7 +195,12 @@ def _import_lines(spec: str) -> list[str]:
 def _candidate_lines(case: Case, spec: str, grad: bool) -> list[str]:
     loss, args = case.loss, _call_args(case)
     lines = _import_lines(spec)
-    if grad:
+    grad_name = losses.get(loss).grad_name or f"{loss}_backward"
+    if grad and grad_name.endswith("_with_grad"):
+        lines += [f"loss_, *grads = candidate.{grad_name}({args})   # the gradients of loss.sum()",
+                  "# packed as the harness compares them: grad_input, grad_linear_weight, then grad_linear_bias",
+                  "got = np.concatenate([np.asarray(g).ravel() for g in grads if g is not None])"]
+    elif grad:
         lines.append(f"got = candidate.{loss}_backward(grad_output, {args})")
     else:
         lines.append(f"got = candidate.{loss}({args})")

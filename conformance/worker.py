@@ -202,7 +202,9 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
                 args = [given[k] for k in _positional(fname, backward)]
                 res = fn(given["grad_output"], *args, **kw) if backward else fn(*args, **kw)
                 try:
-                    reply = ("ok", _to_numpy(res))
+                    # a tuple (``<loss>_with_grad``: the loss and its gradients) comes back element by element
+                    reply = ("ok", tuple(None if r is None else _to_numpy(r) for r in res)
+                             if isinstance(res, (tuple, list)) else _to_numpy(res))
                 except Exception as exc:
                     reply = ("bad_return", f"returned a {type(res).__name__} that np.asarray cannot convert: "
                                            f"{type(exc).__name__}: {exc}")
@@ -215,9 +217,11 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
 
 
 def _positional(fname: str, backward: bool) -> tuple[str, ...]:
-    """The arrays ``fname`` takes positionally (the loss registry says; ``_backward`` adds grad_output)."""
+    """The arrays ``fname`` takes positionally (the loss registry says; ``_backward`` adds grad_output,
+    ``<loss>_with_grad`` takes the loss's)."""
     from conformance import losses
     loss = fname[:-len("_backward")] if backward and fname.endswith("_backward") else fname
+    loss = loss[:-len("_with_grad")] if loss.endswith("_with_grad") else loss
     try:
         return losses.get(loss).positional
     except losses.UnknownLoss:

@@ -89,3 +89,36 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 # Its cross_entropy covers only what the 'materialised' check sends it (2-D class-index logits):
 # it is not itself a cross_entropy candidate, so no dtype of that loss is declared for checking.
 CONFORMANCE = {"losses": {"cross_entropy": {"dtypes": []}}}
+
+
+def linear_cross_entropy_with_grad(input, linear_weight, target, *, linear_bias=None, weight=None,
+                                   reduction="mean", ignore_index=None, label_smoothing=0.0):
+    """(loss, grad_input, grad_linear_weight, grad_linear_bias): the gradients of loss.sum(), from
+    the logit gradient G = g (B p - c) (p the softmax, c the target's coefficients, B = sum c)."""
+    loss = linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias, weight=weight,
+                                reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    x = input.astype(np.float64).reshape(-1, input.shape[-1])
+    W = linear_weight.astype(np.float64)
+    z = x @ W.T + (0.0 if linear_bias is None else linear_bias)
+    N, C = z.shape
+    w = np.ones(C) if weight is None else weight.astype(np.float64)
+    eps = label_smoothing if label_smoothing > 0 else 0.0
+    if np.issubdtype(target.dtype, np.floating):
+        c = w * ((1 - eps) * target.astype(np.float64).reshape(N, C) + eps / C)
+        g = np.full(N, 1.0 / N if reduction not in ("none", "sum") else 1.0)
+    else:
+        t = target.reshape(-1)
+        valid = t != (-100 if ignore_index is None else ignore_index)
+        c = np.where(valid[:, None], eps / C * w, 0.0)
+        r = np.flatnonzero(valid)
+        c[r, t[r]] += (1 - eps) * w[t[r]]
+        Wsum = np.where(valid, w[np.where(valid, t, 0)], 0.0).sum()
+        with np.errstate(all="ignore"):
+            g = np.where(valid, 1.0 / Wsum if reduction not in ("none", "sum") else 1.0, 0.0)
+    p = np.exp(_log_softmax(z)) if C else z
+    with np.errstate(all="ignore"):
+        G = g[:, None] * (c.sum(axis=1, keepdims=True) * p - c)
+    gi = (G @ W).reshape(input.shape).astype(input.dtype)
+    gW = (G.T @ x).astype(input.dtype)
+    gb = None if linear_bias is None else G.sum(axis=0).astype(input.dtype)
+    return loss, gi, gW, gb
