@@ -13,10 +13,10 @@ import numpy as np
 from conformance import losses, metamorphic, strategies
 from conformance.judge import Context, Judge, Judgement
 from conformance.model import Case, CheckResult
-from conformance.relations import RELATIONS
-from conformance.worker import RELATION
 from conformance.oracles.validate import backward_error
 from conformance.references import References
+from conformance.relations import RELATIONS
+from conformance.worker import RELATION
 
 #: Features the harness infers from a case's shapes and values, not from a keyword: a candidate
 #: that lacks one must declare it (CONFORMANCE exclude) or it is sent such cases.

@@ -150,7 +150,7 @@ def expected_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
     if not np.issubdtype(t.dtype, np.floating) and t.dtype not in (np.int64, np.uint8):
         return "RuntimeError"                          # "expected target dtype to be Long or Byte"
     if np.issubdtype(t.dtype, np.floating) and kwargs.get("ignore_index") is not None:
-        return "RuntimeError"                          # "ignore_index cannot be specified when target contains probabilities"
+        return "RuntimeError"      # "ignore_index cannot be specified when target contains probabilities"
     ce = {"input": np.zeros(_logit_shape(x, W), x.dtype), "target": t.astype(np.int64, copy=False)
           if t.dtype == np.uint8 else t}
     if "weight" in arrays:

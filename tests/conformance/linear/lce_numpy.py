@@ -28,18 +28,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         return np.asarray(out, dtype=input.dtype)
     if np.issubdtype(target.dtype, np.floating):
         return _prob(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing)
-    if target.shape != (input.shape[0],):
-        raise ValueError("batch size mismatch")
-    ii = -100 if ignore_index is None else ignore_index
-    z = input.astype(np.float64) @ linear_weight.astype(np.float64).T
-    if linear_bias is not None:
-        z = z + linear_bias
+    z, valid, t, w = class_index_parts(input, linear_weight, target, linear_bias, weight, ignore_index)
     N, C = z.shape
-    valid = target != ii
-    if ((target[valid] < 0) | (target[valid] >= C)).any():
-        raise IndexError("target out of bounds")
-    w = np.ones(C) if weight is None else weight.astype(np.float64)
-    t = np.where(valid, target, 0)
     eps = label_smoothing if label_smoothing > 0 else 0.0
     per = np.zeros(N)
     wt = np.zeros(N)
@@ -52,11 +42,31 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         nll = -lp[rows, t[r0:r1]] * wt[r0:r1]
         smooth = -(lp * w).sum(axis=1)
         per[r0:r1] = np.where(valid[r0:r1], (1 - eps) * nll + eps / C * smooth, 0.0)
+    return reduce_losses(per, wt, reduction, input.dtype)
+
+
+def reduce_losses(per, wt, reduction, dtype):
+    """'none': the per-sample losses; 'sum'; 'mean': divided by the sum of the targets' weights."""
     if reduction == "none":
-        return per.astype(input.dtype)
+        return per.astype(dtype)
     with np.errstate(all="ignore"):
         out = per.sum() if reduction == "sum" else per.sum() / wt.sum()
-    return np.asarray(out, dtype=input.dtype)
+    return np.asarray(out, dtype=dtype)
+
+
+def class_index_parts(input, linear_weight, target, linear_bias, weight, ignore_index):
+    """(float64 logits, non-ignored mask, targets with ignored ones at 0, class weights), validated."""
+    if target.shape != (input.shape[0],):
+        raise ValueError("batch size mismatch")
+    ii = -100 if ignore_index is None else ignore_index
+    z = input.astype(np.float64) @ linear_weight.astype(np.float64).T
+    if linear_bias is not None:
+        z = z + linear_bias
+    valid = target != ii
+    if ((target[valid] < 0) | (target[valid] >= z.shape[1])).any():
+        raise IndexError("target out of bounds")
+    w = np.ones(z.shape[1]) if weight is None else weight.astype(np.float64)
+    return z, valid, np.where(valid, target, 0), w
 
 
 def _prob(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing):
