@@ -3,8 +3,9 @@
 For every candidate a worker process is started (worker.py). The campaign is a list
 of :class:`Plan` records, one per candidate x loss it supports: the catalogue's named
 cases run first, then conformance/fuzz.py explores ``budget`` fuzzed cases (seeded
-with ``config.seed``) without stopping at a failure; conformance/triage.py groups
-the failures into classes and shrinks one representative per class. Every case is
+with ``config.seed``) without stopping at a failure, then the metamorphic checks the
+candidate offers for that loss (conformance/relations.py, conformance/metamorphic.py);
+conformance/triage.py groups the failures into classes and shrinks one representative per class. Every case is
 evaluated by conformance/execute.py (references, calls, the judge) and kept by
 conformance/recorder.py. While the parent works on one candidate, the others'
 workers compile their next loss.
