@@ -3,8 +3,9 @@
 For every candidate a worker process is started (worker.py). The campaign is a list
 of :class:`Plan` records, one per candidate x loss it supports: the catalogue's named
 cases run first, then conformance/fuzz.py explores ``budget`` fuzzed cases (seeded
-with ``config.seed``) without stopping at a failure; conformance/triage.py groups
-the failures into classes and shrinks one representative per class. Every case is
+with ``config.seed``) without stopping at a failure, then the metamorphic checks the
+candidate offers for that loss (conformance/relations.py, conformance/metamorphic.py);
+conformance/triage.py groups the failures into classes and shrinks one representative per class. Every case is
 evaluated by conformance/execute.py (references, calls, the judge) and kept by
 conformance/recorder.py. While the parent works on one candidate, the others'
 workers compile their next loss.
@@ -20,13 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from conformance import candidates, catalogue, losses, strategies
+from conformance import candidates, catalogue, losses, metamorphic, strategies
 from conformance.config import CampaignConfig, CheckpointCallback, ProgressCallback
 from conformance.execute import Evaluator
 from conformance.fuzz import explore
 from conformance.shard import shard_losses
 from conformance.judge import Judge
-from conformance.model import CHECKS, FAILING, CandidateInfo, Case, CheckResult, RunResults
+from conformance.model import CHECKS, FAILING, CandidateInfo, Case, CheckResult, ErrorMeasure, RunResults
 from conformance.recorder import Recorder, versions
 from conformance.references import References
 from conformance.triage import triage
@@ -37,6 +38,10 @@ from conformance.worker import Worker
 SIM_MAX_ELEMENTS = 64
 #: Warm-up calls per dtype: catalogue cases with distinct feature sets reach distinct kernels.
 WARM_UPS_PER_DTYPE = 6
+#: Cases per metamorphic check (conformance/metamorphic.py), and on the CUDA simulator: tiny
+#: shapes, the reductions in turn; each case is one worker call making the relation's candidate calls.
+RELATION_CASES = 6
+SIM_RELATION_CASES = 1
 
 
 @dataclass
@@ -50,10 +55,11 @@ class Plan:
     budget: int                       # fuzzed examples
     catalogue: list[Case] = field(default_factory=list)
     simulated: bool = False
+    relations: list[Case] = field(default_factory=list)    # metamorphic cases (origin names the check)
 
     @property
     def size(self) -> int:
-        return self.budget + len(self.catalogue)
+        return self.budget + len(self.catalogue) + len(self.relations)
 
 
 def catalogue_cases(loss, feats, simulated) -> list[Case]:
@@ -72,6 +78,19 @@ def catalogue_cases(loss, feats, simulated) -> list[Case]:
     return out
 
 
+def relation_cases(loss, entry, feats, seed, simulated) -> list[Case]:
+    """The metamorphic cases a candidate gets for ``loss`` (``entry``: its probe of the loss)."""
+    dtypes = tuple(d for d in entry.get("relation_dtypes", ()) if d in ("float32", "float64"))
+    out = []
+    for check in entry.get("relations", ()):
+        n = SIM_RELATION_CASES if simulated else RELATION_CASES
+        for case in metamorphic.cases(check, seed, n, dtypes) if dtypes else ():
+            # a defined loss's cases go only where its features reach (a check's own entry points need nothing more)
+            if not entry["features"] or case.loss != loss or strategies.fits(case, feats):
+                out.append(case)
+    return out
+
+
 def _warm_up_requests(plan: Plan) -> list:
     """Forward and backward calls on small valid catalogue cases with distinct features, per dtype."""
     out, seen, per_dtype = [], set(), Counter()
@@ -85,14 +104,16 @@ def _warm_up_requests(plan: Plan) -> list:
         per_dtype[dt] += 1
         out.append((plan.loss, case.arrays, case.kwargs, False))
         if plan.feats.has("backward") and "grad_output" in case.arrays:
-            out.append((plan.loss + "_backward", case.arrays, case.kwargs, True))
+            grad = losses.get(plan.loss).grad_name or plan.loss + "_backward"
+            out.append((grad, case.arrays, case.kwargs, not grad.endswith("_with_grad")))
     return out
 
 
 def _candidate_info(spec, probe, config, simulated) -> CandidateInfo:
     sup = {l: probe[l]["features"] + [f"extension:{e}" for e in probe[l].get("extensions", ())]
-           for l in config.losses}
-    miss = {l: probe[l]["missing"] for l in config.losses}
+           + list(probe[l].get("relations", ())) for l in config.losses}
+    miss = {l: probe[l]["missing"] + list(probe[l].get("relations_missing", {})) for l in config.losses}
+    na = {l: dict(probe[l].get("relations_missing", {})) for l in config.losses if probe[l].get("relations_missing")}
     notes = ["runs on the CUDA simulator (no GPU): small budget"] if simulated else []
     declared = sorted({e for l in config.losses for e in probe[l].get("extensions", ())})
     if declared:
@@ -106,7 +127,7 @@ def _candidate_info(spec, probe, config, simulated) -> CandidateInfo:
                          "not tested")
     if any(probe[l].get("strict_errors") for l in config.losses):
         notes.append("exception types checked strictly (declared)")
-    return CandidateInfo(spec, spec, sup, miss, "; ".join(notes))
+    return CandidateInfo(spec, spec, sup, miss, "; ".join(notes), na)
 
 
 class _Campaign:
@@ -120,7 +141,40 @@ class _Campaign:
         self.plans_left = 0
 
     def run_case(self, plan: Plan, case: Case, case_id: str):
+        if metamorphic.check_of(case) is not None:       # a metamorphic case (kept by the shrinker too)
+            return self.evaluator.evaluate_relation(case, case_id, plan.worker, plan.spec)
         return self.evaluator.evaluate(case, case_id, plan.worker, plan.feats, plan.spec)
+
+    def run_relations(self, plan: Plan, failing: list) -> None:
+        """The metamorphic cases: failures join the triage; passes are one result per check."""
+        rec, label = self.rec, f"{plan.spec} / {plan.loss} / metamorphic"
+        passed: dict[str, list] = {}
+        diagnoses: Counter = Counter()
+        for case in plan.relations:
+            check = metamorphic.check_of(case)
+            j, sent = self.run_case(plan, case, f"{plan.loss}/{case.origin}")
+            rec.tick(label)
+            rec.cases_run[plan.loss] += 1
+            for r in j.results:
+                if r.status in FAILING:
+                    rec.failures += 1
+                    rec.results.append(r)
+                    failing.append((sent, j))
+                else:
+                    passed.setdefault(check, []).append(r)
+            diagnoses.update(j.diagnoses)
+        for check, rs in passed.items():
+            worst = max((r.error for r in rs if r.error is not None), key=lambda e: e.max_ulp, default=None)
+            msg = f"{len(rs)} metamorphic cases (seed {self.config.seed}) passed"
+            if worst is not None:
+                msg += f"; worst difference {worst.max_ulp:.3g} ulp"
+            rec.results.append(CheckResult(plan.spec, plan.loss, check, "pass",
+                                           f"{plan.loss}/{metamorphic.ORIGIN}{check}/{self.config.seed}-all",
+                                           {"loss": plan.loss, "origin": metamorphic.ORIGIN + check,
+                                            "examples": len(rs)}, msg, worst or ErrorMeasure(), None, rs[0].oracle))
+        if diagnoses:
+            n = sum(1 for _, j in failing for r in j.results if r.status in FAILING and r.check == "shard_split")
+            rec.add_diagnoses(plan.spec, plan.loss, metamorphic.describe_diagnoses(diagnoses, n))
 
     def _fuzz_stop(self):
         """The time-budget test of one candidate x loss: its share of what is left of the budget."""
@@ -170,6 +224,8 @@ class _Campaign:
                 rec.results.append(r)
                 self._note_differences(sent, [r])
             rec.results.extend(ex.other)
+        if plan.relations:
+            self.run_relations(plan, failing)
         if failing:
             classes, reps = triage(failing, plan.spec, plan.loss, lambda c, cid: self.run_case(plan, c, cid),
                                    self.config.seed)
@@ -215,22 +271,28 @@ class _Campaign:
             simulated = candidates.is_simulated(spec)
             self.rec.candidates.append(_candidate_info(spec, probe, config, simulated))
             for loss in mine:
-                if not probe[loss]["features"] or not probe[loss]["dtypes"]:
+                entry = probe[loss]
+                defined = bool(entry["features"] and entry["dtypes"])
+                if not defined and not entry.get("relations"):
                     continue
-                feats = strategies.features_from_probe(probe[loss])
+                feats = strategies.features_from_probe(entry)
                 if simulated:
                     feats = dataclasses.replace(feats, names=feats.names - {"large_classes"},
                                                 max_classes=min(feats.max_classes, 64))
                 budget = config.simulator_max_examples if simulated else config.max_examples
-                budget = min(budget, losses.get(loss).max_examples or budget)
-                cat = catalogue_cases(loss, feats, simulated) if config.run_catalogue else []
+                budget = min(budget, losses.get(loss).max_examples or budget) if defined else 0
+                cat = catalogue_cases(loss, feats, simulated) if config.run_catalogue and defined else []
+                rel = relation_cases(loss, entry, feats, config.seed, simulated)
                 if config.case_ids:       # a re-run of chosen cases: only those, fuzz ids replayed from the seed
                     cat = [c for c in cat if f"{loss}/catalogue/{c.origin}" in config.case_ids]
+                    rel = [c for c in rel if f"{loss}/{c.origin}" in config.case_ids]
                     if not any(i.startswith(loss + "/fuzz/") for i in config.case_ids):
                         budget = 0
-                    if not cat and not budget:
+                    if not cat and not budget and not rel:
                         continue
-                out.append(Plan(spec, worker, loss, feats, budget, cat, simulated))
+                if not defined and not rel:
+                    continue
+                out.append(Plan(spec, worker, loss, feats, budget, cat, simulated, rel))
         # loss by loss, candidate by candidate (see _run)
         out.sort(key=lambda p: config.losses.index(p.loss))
         return out

@@ -33,6 +33,7 @@ import shutil
 import sys
 
 from conformance import losses as _registry
+from conformance import relations as _relations
 from conformance.extensions import EXTENSION_LOSSES, EXTENSIONS
 
 LOSSES = _registry.LOSSES
@@ -144,24 +145,31 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
     "max_classes": int, "reductions": [...], "extensions": [...]}}``; a loss the candidate does
     not define has ``features == []`` and ``missing == ["forward"]``. ``extensions`` lists the
     declared extensions that concern the loss (a per-loss list replaces the top-level one).
+    ``relations`` lists the metamorphic checks of the loss's row the candidate offers
+    (conformance/relations.py), ``relations_missing`` maps the others to why they do not apply;
+    they do not need the loss function itself (a shard-statistics candidate may have none).
     """
     decl = getattr(obj, "CONFORMANCE", None) or {}
     _check_decl(decl, f"candidate {spec!r}")
     out = {}
     for loss in LOSSES:
         fn = getattr(obj, loss, None)
+        sub = {**{k: v for k, v in decl.items() if k != "losses"}, **decl.get("losses", {}).get(loss, {})}
+        why = {r: _relations.offered(obj, r) for r in _relations.of_loss(loss)}
+        rel = {"relations": [r for r, w in why.items() if not w],
+               "relations_missing": {r: w for r, w in why.items() if w},
+               "relation_dtypes": [d for d in dtypes if d in sub.get("dtypes", ("float32", "float64"))]}
         if not callable(fn):
             out[loss] = {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
-                         "max_classes": 0, "reductions": [], "extensions": [], "strict_errors": False}
+                         "max_classes": 0, "reductions": [], "extensions": [], "strict_errors": False, **rel}
             continue
-        sub = {**{k: v for k, v in decl.items() if k != "losses"}, **decl.get("losses", {}).get(loss, {})}
         excluded = set(decl.get("exclude", ())) | set(sub.get("exclude", ()))
         feats = []
         for f in LOSS_FEATURES[loss]:
             if f in KEYWORD_FEATURES:
                 ok = _accepts(fn, f)
             elif f == "backward":
-                ok = callable(getattr(obj, loss + "_backward", None))
+                ok = callable(getattr(obj, _registry.get(loss).grad_name or loss + "_backward", None))
             else:
                 ok = True
             if ok and f not in excluded:
@@ -177,6 +185,7 @@ def probe(obj, spec: str, dtypes=("float32", "float64")) -> dict:
             "reductions": reds,
             "extensions": [e for e in EXTENSIONS if e in sub.get("extensions", ()) and loss in EXTENSION_LOSSES[e]],
             "strict_errors": bool(sub.get("strict_errors", False)),
+            **rel,
         }
     return out
 

@@ -8,11 +8,15 @@ results: the recorder (conformance/recorder.py) does.
 """
 from __future__ import annotations
 
-from conformance import strategies
+import numpy as np
+
+from conformance import losses, metamorphic, strategies
 from conformance.judge import Context, Judge, Judgement
-from conformance.model import Case
+from conformance.model import Case, CheckResult
 from conformance.oracles.validate import backward_error
 from conformance.references import References
+from conformance.relations import RELATIONS
+from conformance.worker import RELATION
 
 #: Features the harness infers from a case's shapes and values, not from a keyword: a candidate
 #: that lacks one must declare it (CONFORMANCE exclude) or it is sent such cases.
@@ -26,6 +30,38 @@ def exclude_hint(loss: str, case: Case) -> str:
         return ""
     return (f"if {loss} does not support {', '.join(need)}, declare it: CONFORMANCE = "
             f"{{'losses': {{'{loss}': {{'exclude': {need!r}}}}}}} (docs/candidates.md)")
+
+
+def packed_gradients(out, case: Case):
+    """The Outcome of a ``<loss>_with_grad`` call with its gradients packed as the oracles pack them
+    (conformance/linear_ce.py ``pack``: input's, linear_weight's, then the bias's if any), or a
+    ``bad_return`` naming a gradient of the wrong shape."""
+    if out.status != "ok":
+        return out
+    from conformance.linear_ce import pack, packed_parts
+    parts = packed_parts(case.arrays)
+    got = list(out.value) if isinstance(out.value, tuple) else []
+    grads = (got[1:] + [None] * 3)[:3]
+    bad = [f"{name} of shape {None if g is None else tuple(np.shape(g))}, want {shape}"
+           for (name, shape), g in zip(parts, grads) if g is None or tuple(np.shape(g)) != tuple(shape)]
+    if len(got) < 1 + len(parts) or bad:
+        out.status, out.value = "bad_return", None
+        out.message = ("expected (loss, grad_input, grad_linear_weight, grad_linear_bias or None); returned "
+                       + ("; ".join(bad) if bad else f"{len(got)} values"))
+        return out
+    out.value = pack(*[np.asarray(g) for g in grads[:len(parts)]]).astype(np.asarray(grads[0]).dtype)
+    return out
+
+
+def packing_note(case: Case) -> str:
+    """Where each gradient sits in the packed array (for reading a failure's worst index)."""
+    from conformance.linear_ce import packed_parts
+    out, i = [], 0
+    for name, shape in packed_parts(case.arrays):
+        n = int(np.prod(shape))
+        out.append(f"{name} {list(shape)} at [{i}, {i + n})")
+        i += n
+    return "gradients packed as " + ", ".join(out)
 
 
 class Evaluator:
@@ -68,7 +104,13 @@ class Evaluator:
         else:
             bwd = None
             if feats.has("backward") and "grad_output" in case.arrays and s.grad is not None:
-                bwd = worker.call(call.loss + "_backward", call.arrays, call.kwargs, True, self.case_timeout_s)
+                grad_name = losses.get(case.loss).grad_name or call.loss + "_backward"
+                if grad_name.endswith("_with_grad"):      # (loss, *gradients) of loss.sum(): packed
+                    bwd = packed_gradients(worker.call(grad_name, call.arrays, call.kwargs, False,
+                                                       self.case_timeout_s), call)
+                    ctx.note = "; ".join(m for m in (ctx.note, packing_note(call)) if m)
+                else:
+                    bwd = worker.call(grad_name, call.arrays, call.kwargs, True, self.case_timeout_s)
             if (fwd.status == "raised") or (bwd is not None and bwd.status == "raised"):
                 ctx.hint = exclude_hint(case.loss, case)
             j = self.judge.valid(ctx, case, s, e, fwd, bwd, backward_error(case.loss, call.arrays, call.kwargs))
@@ -79,3 +121,29 @@ class Evaluator:
             for r in j.results:
                 r.output = tail
         return j, call
+
+    def evaluate_relation(self, case: Case, case_id: str, worker, spec: str) -> tuple[Judgement, Case]:
+        """One case of a metamorphic check (its check is in ``case.origin``, conformance/metamorphic.py):
+        the candidate's calls in its worker, the float64 reference where the relation has one, the verdict."""
+        check = metamorphic.check_of(case)
+        out = worker.call(RELATION + check, case.arrays, case.kwargs, False, self.case_timeout_s)
+        j, measure, oracle = Judgement(), None, "metamorphic"
+        if out.status != "ok":
+            status = Judge._status(out)
+            msg = f"raised {out.exc_type}: {out.message}" if out.status == "raised" else out.message
+            j.got_error = out.exc_type or out.status
+        else:
+            ref = metamorphic.reference(check, case)
+            if ref is not None:
+                oracle = "scipy"
+            v = metamorphic.judge(check, case, out.value, ref)
+            status, msg, measure = v.status, v.message, v.measure
+            j.diagnoses = v.diagnoses
+        if out.modified:
+            status, msg = "fail", f"modified its input(s) {out.modified} in place"
+        r = CheckResult(spec, RELATIONS[check].loss, check, status, case_id, case.describe(), msg, measure,
+                        None, oracle)
+        if out.output:
+            r.output = out.output
+        j.results.append(r)
+        return j, case

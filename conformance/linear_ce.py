@@ -50,39 +50,59 @@ def linear_case(draw, loss: str, f) -> Case:
     """A linear_cross_entropy case on tiny shapes; every option off when hypothesis shrinks it."""
     dtype = draw(st.sampled_from(f.dtypes))
     N, H, C = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 8))
-    if f.has("empty") and rare(draw, 12):
+    unbatched = f.has("unbatched") and rare(draw, 8)          # input (H,), target () or (C,)
+    prob = f.has("prob_target") and rare(draw, 5)             # target: probabilities of the logits' shape
+    if f.has("empty") and not unbatched and rare(draw, 12):
         N = 0
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from(_scales(dtype, [1.0, 0.1, 4.0, 30.0])))
-    arrays = {"input": (rng.standard_normal((N, H)) * scale).astype(dtype),
+    rows = () if unbatched else (N,)
+    arrays = {"input": (rng.standard_normal(rows + (H,)) * scale).astype(dtype),
               "linear_weight": rng.standard_normal((C, H)).astype(dtype)}
-    t = rng.integers(0, C, size=N).astype(np.int64)
+    if prob:
+        t = rng.dirichlet(np.ones(C), size=rows or None).astype(dtype) if C else np.zeros(rows + (0,), dtype)
+    else:
+        t = rng.integers(0, C, size=rows).astype(np.int64)
     kw: dict = {}
     if f.has("linear_bias") and draw(st.booleans()):
         arrays["linear_bias"] = rng.standard_normal(C).astype(dtype)
     if f.has("weight") and draw(st.booleans()):
         arrays["weight"] = rng.uniform(0.0, 2.0, C).astype(dtype)
-    if f.has("ignore_index") and draw(st.booleans()):
+    # with probabilities torch rejects any explicit ignore_index (docs/linear.md): an error case
+    if f.has("ignore_index") and (not prob or f.has("errors") and rare(draw, 4)) and draw(st.booleans()):
         ii = draw(st.sampled_from([-100, -1, int(rng.integers(0, C))]))
         kw["ignore_index"] = ii
-        t[rng.random(N) < 0.3] = ii
+        if not prob:
+            t[rng.random(rows) < 0.3] = ii
     if f.has("label_smoothing") and draw(st.booleans()):
         kw["label_smoothing"] = draw(st.sampled_from([0.1, 0.25, 1.0]))
     _reduction(draw, f, kw)
     if f.has("errors") and rare(draw, 12):
         bad = draw(st.sampled_from(["target_out_of_range", "in_features", "batch"]))
-        if bad == "target_out_of_range" and N:
-            t[0] = C
+        if bad == "target_out_of_range" and N and not prob:
+            t[(0,) * t.ndim] = C
         elif bad == "in_features":
             arrays["linear_weight"] = rng.standard_normal((C, H + 1)).astype(dtype)
-        elif bad == "batch":
-            t = np.concatenate([t, [0]]).astype(np.int64)
+        elif bad == "batch" and not unbatched:
+            t = np.concatenate([t, t[:1] if N else np.zeros((1,) + t.shape[1:], t.dtype)]).astype(t.dtype)
     arrays["target"] = t
+    if f.has("backward"):
+        # the gradient protocol's upstream gradient is ones (linear_cross_entropy_with_grad: of loss.sum())
+        red = kw.get("reduction", "mean")
+        arrays["grad_output"] = np.ones(rows if red == "none" else (), dtype)
     return Case(loss, arrays, kw)
 
 
 def catalogue(dtype: str):
-    """Named cases: exact logits, a dominant bias, every target ignored, torch's errors."""
+    """Named cases: exact logits, a dominant bias, every target ignored, torch's errors; the valid
+    ones with the gradient protocol's upstream ones (``grad_output``), so their gradients are checked."""
+    for case in _catalogue(dtype):
+        if case.expect_error is None:
+            case.arrays["grad_output"] = np.ones(_out_shape(case.arrays, case.kwargs), dtype)
+        yield case
+
+
+def _catalogue(dtype: str):
     dt = np.dtype(dtype)
     h = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dt)
     W = np.array([[2.0, 0.0], [0.0, 0.0], [-1.0, 1.0]], dt)
@@ -129,6 +149,8 @@ def expected_error(loss: str, arrays: dict, kwargs: dict) -> str | None:
         return "RuntimeError"
     if not np.issubdtype(t.dtype, np.floating) and t.dtype not in (np.int64, np.uint8):
         return "RuntimeError"                          # "expected target dtype to be Long or Byte"
+    if np.issubdtype(t.dtype, np.floating) and kwargs.get("ignore_index") is not None:
+        return "RuntimeError"      # "ignore_index cannot be specified when target contains probabilities"
     ce = {"input": np.zeros(_logit_shape(x, W), x.dtype), "target": t.astype(np.int64, copy=False)
           if t.dtype == np.uint8 else t}
     if "weight" in arrays:
@@ -162,10 +184,61 @@ def _ce_arrays(arrays: dict, z) -> dict:
 # ---- oracles --------------------------------------------------------------------------------
 
 def float64_loss(loss, arrays, kwargs, want_grad):
-    """(value, None, result dtype): cross_entropy's float64 reference on float64 logits."""
+    """(value, packed gradients or None, result dtype): cross_entropy's float64 reference on float64
+    logits; the gradients (:func:`pack`) from its logit gradient ``G`` with upstream ones."""
     with np.errstate(all="ignore"):
         value, _, _ = scipy_ref.class_loss("cross_entropy", _ce_arrays(arrays, logits64(arrays)), kwargs, False)
-    return value, None, str(arrays["input"].dtype)
+        grad = None
+        if want_grad:
+            G = logit_grad(arrays, kwargs)
+            grad = pack(*linear_grads(arrays, G))
+    return value, grad, str(arrays["input"].dtype)
+
+
+# ---- gradients --------------------------------------------------------------------------------
+# The gradient protocol (docs/candidates.md): ``linear_cross_entropy_with_grad(...)`` returns
+# ``(loss, grad_input, grad_linear_weight, grad_linear_bias or None)``, the gradients of
+# ``loss.sum()`` (upstream ones, as ``nbxent.linear_cross_entropy_with_grad``). The harness
+# judges them as one array: :func:`pack` of the three (the bias's only when there is one).
+
+def _out_shape(arrays, kwargs):
+    x = arrays["input"]
+    return x.shape[:-1] if kwargs.get("reduction", "mean") == "none" else ()
+
+
+def logit_grad(arrays, kwargs) -> np.ndarray:
+    """d loss.sum() / d logits in float64, shaped as the logits (cross_entropy's float64 reference)."""
+    ce = _ce_arrays(arrays, logits64(arrays))
+    ce["grad_output"] = np.ones(_out_shape(arrays, kwargs))
+    with np.errstate(all="ignore"):
+        _, G, _ = scipy_ref.class_loss("cross_entropy", ce, kwargs, True)
+    return np.asarray(G, np.float64)
+
+
+def linear_grads(arrays, G):
+    """(grad_input, grad_linear_weight, grad_linear_bias or None) from the logit gradient ``G``:
+    ``G @ W``, ``G.T @ input``, ``G.sum(0)`` (float64, NaN propagating as in torch's GEMMs)."""
+    x = np.asarray(arrays["input"], np.float64)
+    W = np.asarray(arrays["linear_weight"], np.float64)
+    G2, x2 = G.reshape(-1, W.shape[0]), x.reshape(-1, W.shape[-1])
+    gi = (G2 @ W).reshape(x.shape)
+    gW = G2.T @ x2
+    gb = G2.sum(axis=0) if "linear_bias" in arrays else None
+    return gi, gW, gb
+
+
+def pack(gi, gW, gb=None) -> np.ndarray:
+    """The gradients as the harness compares them: raveled and concatenated, input's first."""
+    parts = [np.asarray(g).ravel() for g in (gi, gW, gb) if g is not None]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def packed_parts(arrays) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of each packed gradient, in order (for messages: which gradient an index is in)."""
+    out = [("grad_input", arrays["input"].shape), ("grad_linear_weight", arrays["linear_weight"].shape)]
+    if "linear_bias" in arrays:
+        out.append(("grad_linear_bias", arrays["linear_bias"].shape))
+    return out
 
 
 def exact_loss(loss, arrays, kwargs, want_grad):
@@ -181,6 +254,9 @@ def exact_loss(loss, arrays, kwargs, want_grad):
     eps = float(kwargs.get("label_smoothing", 0.0))
     eps = mpmath.mpf(eps) if eps > 0 else mpmath.mpf(0)
     w = [mpmath.mpf(1)] * C if "weight" not in arrays else [mpmath.mpf(float(v)) for v in arrays["weight"]]
+    if np.issubdtype(np.asarray(arrays["target"]).dtype, np.floating):
+        return _exact_prob(x2, W, b, np.asarray(arrays["target"], np.float64).reshape(-1, C), w, eps, red,
+                           x.shape[:-1])
     per, denom = [], mpmath.mpf(0)
     for s in range(x2.shape[0]):
         if t[s] == ii:
@@ -203,6 +279,30 @@ def exact_loss(loss, arrays, kwargs, want_grad):
     return np.array(mpmath_ref.NAN if denom == 0 else total / denom, dtype=object), None
 
 
+def _exact_logits(h, W, b):
+    C, H = W.shape[0], W.shape[-1]
+    return [mpmath.fsum(mpmath.mpf(h[k]) * mpmath.mpf(W[j, k]) for k in range(H))
+            + (mpmath.mpf(float(b[j])) if b is not None else 0) for j in range(C)]
+
+
+def _exact_prob(x2, W, b, q, w, eps, red, out_shape):
+    """Probability targets: ``sum_c w_c q'_c (lse - z_c)``, ``q' = (1 - eps) q + eps/C``; 'mean' over
+    the samples (docs/semantics.md §0: the probability mean divides by N, not by the weights)."""
+    C = W.shape[0]
+    per = []
+    for s in range(x2.shape[0]):
+        z = _exact_logits(x2[s], W, b)
+        lse = mpmath_ref._lse(z)
+        qs = [(1 - eps) * mpmath.mpf(q[s, c]) + eps / C if eps > 0 else mpmath.mpf(q[s, c]) for c in range(C)]
+        per.append(mpmath.fsum(mpmath_ref._mul(w[c] * qs[c], lse - z[c]) for c in range(C)))
+    if red == "none":
+        return np.array(per, dtype=object).reshape(out_shape), None
+    total = mpmath.fsum(per) if per else mpmath.mpf(0)
+    if red == "sum":
+        return np.array(total, dtype=object), None
+    return np.array(mpmath_ref.NAN if not per else total / len(per), dtype=object), None
+
+
 # ---- tolerance units ------------------------------------------------------------------------
 
 def gamma_units(n: int) -> float:
@@ -218,22 +318,96 @@ def gemm_units(case: Case) -> np.ndarray:
     A = x.reshape(-1, H) @ W.reshape(-1, H).T
     if "linear_bias" in a:
         A = A + np.abs(np.asarray(a["linear_bias"], np.float64)).reshape(-1)
-    t = np.asarray(a["target"]).reshape(-1).astype(np.int64)
-    ii = case.kwargs.get("ignore_index", -100)
-    valid = t != (-100 if ii is None else ii)
     eps = float(case.kwargs.get("label_smoothing", 0.0))
     eps = eps if eps > 0 else 0.0
     w = np.ones(C) if "weight" not in a else np.abs(np.asarray(a["weight"], np.float64))
-    wt = np.where(valid, w[np.where(valid, t, 0)], 0.0) if C else np.zeros(t.shape)
-    csum = np.where(valid, (1 - eps) * wt + eps / max(C, 1) * w.sum(), 0.0)
+    if np.issubdtype(np.asarray(a["target"]).dtype, np.floating):
+        # probabilities: c_j = w_j ((1 - eps) q_j + eps/C); the 'mean' divides by the sample count
+        q = np.abs(np.asarray(a["target"], np.float64)).reshape(-1, C)
+        csum = (w * ((1 - eps) * q + eps / max(C, 1))).sum(axis=1)
+        wt = np.ones(q.shape[0])
+    else:
+        t = np.asarray(a["target"]).reshape(-1).astype(np.int64)
+        ii = case.kwargs.get("ignore_index", -100)
+        valid = t != (-100 if ii is None else ii)
+        wt = np.where(valid, w[np.where(valid, t, 0)], 0.0) if C else np.zeros(t.shape)
+        csum = np.where(valid, (1 - eps) * wt + eps / max(C, 1) * w.sum(), 0.0)
     dz = gamma_units(H + 2) * (A.max(axis=1) if A.size else np.zeros(A.shape[0]))
     return 2.0 * dz * csum, wt
 
 
+def _coefficients(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the upstream factor ``g_s`` (1, or 1/W for 'mean'; 0 for an ignored row) and the target
+    coefficients ``c_sj`` (``(1 - eps) w_t [j = t] + eps/C w_j``, or ``w_j q'_j``), float64 (S,), (S, C)."""
+    a = case.arrays
+    C = a["linear_weight"].shape[0]
+    _, wt = gemm_units(case)
+    eps = float(case.kwargs.get("label_smoothing", 0.0))
+    eps = eps if eps > 0 else 0.0
+    w = np.ones(C) if "weight" not in a else np.abs(np.asarray(a["weight"], np.float64))
+    t = np.asarray(a["target"])
+    if np.issubdtype(t.dtype, np.floating):
+        c = w * ((1 - eps) * np.abs(t.astype(np.float64)).reshape(-1, C) + eps / max(C, 1))
+        g = np.ones(c.shape[0])
+    else:
+        t = t.reshape(-1).astype(np.int64)
+        ii = case.kwargs.get("ignore_index", -100)
+        valid = t != (-100 if ii is None else ii)
+        c = np.where(valid[:, None], eps / max(C, 1) * w, 0.0)
+        r = np.flatnonzero(valid & (t >= 0) & (t < C))
+        c[r, t[r]] += (1 - eps) * w[t[r]]
+        g = valid.astype(np.float64)
+    if case.kwargs.get("reduction", "mean") not in ("none", "sum"):
+        d = abs(float(wt.sum()))
+        g = g / d if d > 0 else g * 0.0
+    return g, c
+
+
+def grad_units(case: Case):
+    """(E, Q) of the packed gradients (:func:`pack`), in eps.
+
+    ``G``'s own units are cross_entropy's gradient units at the float64 logits, plus the logits'
+    rounding: each ``lse - z_j`` moves by at most ``2 max_j |dz_j|``, so ``p_j`` by ``2 max|dz| p_j``
+    to first order, and ``|dG_sj| <= 2 gamma(H+2) max_j A_sj |g_s B_s p_sj|`` with
+    ``|g_s B_s p_sj| = |G_sj + g_s c_sj| <= |G_sj| + |g_s| c_sj``. Each gradient is then a
+    product summing C (grad_input) or N (grad_linear_weight, grad_linear_bias) terms: its units
+    are ``U_G @ |W|`` plus ``gamma(C + 1) |G| @ |W|`` (any summation order, one rounding to
+    storage), and likewise with ``|input|`` and the sums over the samples.
+    """
+    a = case.arrays
+    W = np.abs(np.asarray(a["linear_weight"], np.float64))
+    H, C = W.shape[-1], W.shape[0]
+    x2 = np.abs(np.asarray(a["input"], np.float64)).reshape(-1, H)
+    z = logits64(a)
+    ce = _ce_arrays(a, z)
+    ce["grad_output"] = np.ones(_out_shape(a, case.kwargs))
+    Eg, Qg = tolerances.class_units(Case("cross_entropy", ce, case.kwargs), "grad")
+    S = x2.shape[0]
+    Eg, Qg = np.asarray(Eg, np.float64).reshape(S, C), np.asarray(Qg, np.float64).reshape(S, C)
+    G = np.abs(logit_grad(a, case.kwargs)).reshape(S, C)
+    A = x2 @ W.T
+    if "linear_bias" in a:
+        A = A + np.abs(np.asarray(a["linear_bias"], np.float64)).reshape(-1)
+    g, c = _coefficients(case)
+    dz = gamma_units(H + 2) * (A.max(axis=1) if A.size else np.zeros(S))
+    with np.errstate(all="ignore"):
+        Qg = Qg + 2.0 * dz[:, None] * (G + np.abs(g)[:, None] * c)
+    for arr in (Eg, Qg, G):
+        arr[~np.isfinite(arr)] = 0.0
+    E_parts = [Eg @ W, Eg.T @ x2] + ([Eg.sum(axis=0)] if "linear_bias" in a else [])
+    Q_parts = [Qg @ W + gamma_units(C + 1) * (G @ W), Qg.T @ x2 + gamma_units(S + 1) * (G.T @ x2)]
+    if "linear_bias" in a:
+        Q_parts.append(Qg.sum(axis=0) + gamma_units(S + 1) * G.sum(axis=0))
+    return pack(*E_parts), pack(*Q_parts)
+
+
 def units(case: Case, kind: str):
-    """(E, Q) of the loss value: cross_entropy's at the float64 logits, plus the GEMM's term in Q."""
+    """(E, Q) of the loss value: cross_entropy's at the float64 logits, plus the GEMM's term in Q;
+    of the packed gradients for ``kind == 'grad'`` (:func:`grad_units`)."""
+    if kind == "grad":
+        return grad_units(case)
     if kind != "value":
-        raise ValueError(f"linear_cross_entropy: only the loss value is checked, not {kind!r}")
+        raise ValueError(f"linear_cross_entropy: no tolerance units for {kind!r}")
     z = logits64(case.arrays)
     E, Q = tolerances.class_units(Case("cross_entropy", _ce_arrays(case.arrays, z), case.kwargs), "value")
     g, wt = gemm_units(case)

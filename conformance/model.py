@@ -27,7 +27,8 @@ from conformance.losses import LOSSES  # noqa: E402  (re-exported: the registry 
 STATUSES = ("pass", "fail", "error", "crash", "timeout", "torch_differs", "error_type_differs", "not_run")
 FAILING = frozenset({"fail", "error", "crash", "timeout"})
 
-#: The checks made per case.
+#: The checks made per case. The metamorphic checks (conformance/relations.py: chunk_invariance,
+#: batch_invariance, materialised, shard_split) are checks too, each reported in one loss's row.
 CHECKS = ("value", "shape_dtype", "nan_pattern", "grad_input", "error_semantics")
 
 
@@ -76,7 +77,7 @@ class ErrorMeasure:
 class CheckResult:
     candidate: str
     loss: str
-    check: str                             # one of CHECKS
+    check: str                             # one of CHECKS, or a metamorphic check
     status: str                            # one of STATUSES
     case_id: str                           # stable id, e.g. 'cross_entropy/fuzz/000123'
     case: dict[str, Any]                   # Case.describe()
@@ -136,6 +137,8 @@ class CandidateInfo:
     supported: dict[str, list[str]]        # loss -> supported features ('forward', 'backward', 'weight', ...)
     not_supported: dict[str, list[str]]    # loss -> features it lacks (reported, never failed)
     note: str = ""
+    #: loss -> {metamorphic check: why it does not apply} (conformance/relations.py)
+    not_applicable: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

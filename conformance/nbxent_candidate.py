@@ -17,8 +17,11 @@ from nbxent import (
     cross_entropy,
     cross_entropy_backward,
     linear_cross_entropy,
+    linear_cross_entropy_with_grad,
     nll_loss,
     nll_loss_backward,
+    vocab_combine,
+    vocab_shard_stats,
 )
 
 #: What nbxent declares (docs/candidates.md); shared with the CUDA backend's candidate.
@@ -38,5 +41,7 @@ __all__ = [
     "cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward",
     "binary_cross_entropy", "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
-    "linear_cross_entropy",
+    "linear_cross_entropy", "linear_cross_entropy_with_grad",
+    # the shard-statistics protocol: the metamorphic shard_split check (docs/candidates.md)
+    "vocab_shard_stats", "vocab_combine",
 ]

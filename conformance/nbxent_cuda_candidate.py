@@ -17,6 +17,7 @@ from nbxent.cuda import (
     cross_entropy,
     cross_entropy_backward,
     linear_cross_entropy,
+    linear_cross_entropy_with_grad,
     nll_loss,
     nll_loss_backward,
     set_threads_per_block,
@@ -29,5 +30,5 @@ __all__ = [
     "cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward",
     "binary_cross_entropy", "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
-    "linear_cross_entropy",
+    "linear_cross_entropy", "linear_cross_entropy_with_grad",
 ]

@@ -32,7 +32,14 @@ import pytest
 
 #: The checks of a case, as conformance.model.CHECKS (kept literal: importing the harness costs time).
 CHECKS = ("value", "shape_dtype", "nan_pattern", "grad_input", "error_semantics")
-LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+          "linear_cross_entropy")
+
+
+def _checks(loss: str) -> tuple[str, ...]:
+    """The per-case checks and the loss's metamorphic checks (conformance/relations.py, imported when used)."""
+    from conformance.relations import of_loss
+    return CHECKS + of_loss(loss)
 
 __all__ = ["ConformanceFailure", "Settings", "check_outcome", "conformance_suite"]
 
@@ -56,7 +63,7 @@ def pytest_addoption(parser):
                     help="check this loss implementation (module, file.py or SPEC:attr; repeatable): adds one "
                          "test item per candidate x loss x check")
     group.addoption("--conformance-loss", action="append", default=[], metavar="NAME", choices=LOSSES,
-                    help="loss to check (repeatable; default: all four)")
+                    help="loss to check (repeatable; default: all of them)")
     group.addoption("--conformance-max-examples", type=int, default=Settings.max_examples, metavar="N",
                     help="fuzzed examples per candidate x loss (default: %(default)s)")
     group.addoption("--conformance-seed", type=int, default=Settings.seed, metavar="S",
@@ -103,7 +110,7 @@ def pytest_collection_modifyitems(session, config, items):
     for spec in dict.fromkeys(specs):
         label = candidate_label(spec)      # a file spec by its base name: node ids cannot hold a path
         for loss in dict.fromkeys(losses):
-            for check in CHECKS:
+            for check in _checks(loss):
                 name = f"conformance[{label}-{loss}-{check}]"
                 # the node id given as text is parsed as --lf parses its cache (the [...] as parameters)
                 items.append(ConformanceItem.from_parent(session, name=name, nodeid=f"::{name}", spec=spec,
@@ -116,7 +123,8 @@ def conformance_suite(candidate: str, losses=None, checks=None, max_examples: in
 
     Args:
         candidate: the candidate's SPEC (``package.module``, ``path/to/file.py``, ``SPEC:attr``).
-        losses: the losses to check (default: all four); checks: the checks (default: all five).
+        losses: the losses to check (default: all); checks: the checks (default: the five per-case
+            checks and the loss's metamorphic checks, conformance/relations.py).
         max_examples, seed, report_dir: as ``nbxent-conformance run``'s options.
 
     Returns:
@@ -125,7 +133,7 @@ def conformance_suite(candidate: str, losses=None, checks=None, max_examples: in
     settings = Settings(max_examples, seed, report_dir)
     params = [pytest.param(loss, check, id=f"{loss}-{check}",
                            marks=pytest.mark.xdist_group(f"conformance-{candidate}-{loss}"))
-              for loss in (losses or LOSSES) for check in (checks or CHECKS)]
+              for loss in (losses or LOSSES) for check in (checks or _checks(loss))]
 
     @pytest.mark.parametrize(("loss", "check"), params)
     def test_conformance(loss, check, request):
@@ -172,7 +180,8 @@ def check_outcome(config, spec: str, loss: str, check: str, settings: Settings) 
     if not mine:
         info = next((c for c in results.candidates if c.spec == spec), None)
         lacking = info.not_supported.get(loss) if info is not None else None
-        why = f"not supported: {', '.join(lacking)}" if lacking else "no case of this check"
+        na = (info.not_applicable.get(loss) or {}).get(check) if info is not None else None
+        why = na or (f"not supported: {', '.join(lacking)}" if lacking else "no case of this check")
         pytest.skip(f"{spec} / {loss} / {check}: {why}")
     bad = [r for r in mine if r.status in FAILING]
     if not bad:

@@ -94,6 +94,15 @@ class Recorder:
                       "of": len(failures)}]
         self.diagnoses.append({"candidate": spec, "loss": loss, "diagnoses": list(found)})
 
+    def add_diagnoses(self, spec: str, loss: str, found: list[dict]) -> None:
+        """Diagnoses made outside the convention library's pass (the metamorphic shard check's),
+        merged into the candidate x loss's entry."""
+        for d in self.diagnoses:
+            if d["candidate"] == spec and d["loss"] == loss:
+                d["diagnoses"] = list(d["diagnoses"]) + list(found)
+                return
+        self.diagnoses.append({"candidate": spec, "loss": loss, "diagnoses": list(found)})
+
     def reproduce(self, case, r: CheckResult) -> None:
         """Write the reproducer of a failing result (a problem writing it is noted, never raised)."""
         try:

@@ -22,8 +22,11 @@ import numpy as np
 
 from conformance import candidates, losses
 from conformance.model import Case
+from conformance.relations import RELATIONS
 from conformance.worker import SIMULATOR_THREADS_PER_BLOCK
 
+#: Origins of metamorphic cases (conformance/metamorphic.py ORIGIN; not imported: it pulls in the oracles).
+RELATION_ORIGIN = "metamorphic:"
 #: Arrays passed by keyword; input and target are positional, grad_output goes to the gradient call.
 _KEYWORD_ARRAYS = ("weight", "pos_weight", "linear_bias")
 _MAX_NAME = 120
@@ -95,7 +98,10 @@ def write_reproducer(case: Case, candidate_spec: str, check: str, case_id: str, 
     strided = [k for k, v in arrays.items()
                if v.ndim >= 1 and v.size > 1 and not (v.flags.c_contiguous or v.flags.f_contiguous)]
     with open(os.path.join(out, "repro.py"), "w", encoding="utf-8") as f:
-        f.write(render_repro(case, candidate_spec, check, case_id, oracle, strided, extensions))
+        if case.origin.startswith(RELATION_ORIGIN):
+            f.write(render_relation_repro(case, candidate_spec, check, case_id, strided))
+        else:
+            f.write(render_repro(case, candidate_spec, check, case_id, oracle, strided, extensions))
     with open(os.path.join(out, "torch_repro.py"), "w", encoding="utf-8") as f:
         f.write(render_torch_repro(case, check, case_id))
     return out
@@ -189,7 +195,12 @@ def _import_lines(spec: str) -> list[str]:
 def _candidate_lines(case: Case, spec: str, grad: bool) -> list[str]:
     loss, args = case.loss, _call_args(case)
     lines = _import_lines(spec)
-    if grad:
+    grad_name = losses.get(loss).grad_name or f"{loss}_backward"
+    if grad and grad_name.endswith("_with_grad"):
+        lines += [f"loss_, *grads = candidate.{grad_name}({args})   # the gradients of loss.sum()",
+                  "# packed as the harness compares them: grad_input, grad_linear_weight, then grad_linear_bias",
+                  "got = np.concatenate([np.asarray(g).ravel() for g in grads if g is not None])"]
+    elif grad:
         lines.append(f"got = candidate.{loss}_backward(grad_output, {args})")
     else:
         lines.append(f"got = candidate.{loss}({args})")
@@ -319,4 +330,59 @@ def render_repro(case: Case, spec: str, check: str, case_id: str, oracle: str, s
         "",
     ] + _reference_lines(case, oracle, grad, tuple(extensions)) + [
     ] + _tolerance_lines(case, grad, oracle)
+    return "\n".join(head + body) + "\n"
+
+
+#: What each metamorphic check calls, for the reproducer's reader.
+_RELATION_CALLS = {
+    "chunk_invariance": "candidate.linear_cross_entropy(input, linear_weight, target, ..., **kwargs) with the "
+                        "default chunking, then with chunk_size = 1, 2, 3 and N",
+    "batch_invariance": "candidate.linear_cross_entropy on the batch, on the batch permuted, and (reduction "
+                        "'none') on its two halves",
+    "materialised": "candidate.linear_cross_entropy, and candidate.cross_entropy (if any, else the float64 "
+                    "reference) on logits64(...) rounded to the input's dtype",
+    "shard_split": "candidate.vocab_shard_stats on each shard of input[:, v0:v1] (1, 2, 3 and C shards), then "
+                   "candidate.vocab_combine of the shards' statistics",
+}
+
+
+def render_relation_repro(case: Case, spec: str, check: str, case_id: str, strided: list[str] = ()) -> str:
+    """The text of ``repro.py`` for a metamorphic check's failure: the relation's calls, every
+    result it compares and the verdict, through conformance.metamorphic (the calls are listed)."""
+    simulated = spec == "nbxent.cuda" and candidates.is_simulated(spec)
+    rel = RELATIONS[check]
+    head = [f'"""Reproducer: candidate {spec!r}, metamorphic check {check!r} ({rel.loss}), case {case_id!r}.', "",
+            f"The relation: {rel.summary}.",
+            f"It calls {_RELATION_CALLS[check]}.",
+            "Prints every result the relation compares, at full precision, and the harness's verdict.",
+            "Run from a checkout where the candidate and the `conformance` package import:  python repro.py",
+            '"""', "import os", ""]
+    if simulated:
+        head += ['os.environ["NUMBA_ENABLE_CUDASIM"] = "1"   # found on the CUDA simulator', ""]
+    head += ["import numpy as np", "", 'np.set_printoptions(floatmode="unique", linewidth=120)', ""]
+    body = _load_lines(case, list(strided)) + [
+        "for _name in data.files:",
+        '    print(f"{_name} =", repr(globals()[_name]))',
+        'print("kwargs =", kwargs)', "", f"# The candidate ({spec!r})"]
+    body += _import_lines(spec)
+    if simulated:
+        body.append(f"candidate.set_threads_per_block({SIMULATOR_THREADS_PER_BLOCK})")
+    arrays = ", ".join(f"{k}={k}" for k in case.arrays)
+    body += [
+        "from conformance import metamorphic",
+        "from conformance.model import Case",
+        "",
+        f"case = Case(loss={case.loss!r}, arrays=dict({arrays}), kwargs=kwargs, origin={case.origin!r})",
+        f"outs = metamorphic.outputs(candidate, {check!r}, case.arrays, case.kwargs)",
+        "for _what, _v in outs.items():",
+        '    print(f"{_what}:", repr(_v))',
+        f"ref = metamorphic.reference({check!r}, case)",
+        "if ref is not None:",
+        '    print("float64 reference:", repr(ref))',
+        'print("allowed (each result\'s bound against the exact value):", repr(metamorphic.allowed(case)))',
+        f"verdict = metamorphic.judge({check!r}, case, outs, ref)",
+        'print("verdict:", verdict.status, verdict.message)',
+        "if verdict.measure is not None:",
+        '    print("tolerance:", verdict.measure.tolerance)',
+    ]
     return "\n".join(head + body) + "\n"

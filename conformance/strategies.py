@@ -66,6 +66,12 @@ def case_features(case: Case) -> set[str]:
         C = x.shape[0] if x.ndim == 1 else x.shape[1]
         if C > 1000:
             need.add("large_classes")
+    if case.loss == "linear_cross_entropy":     # x is the hidden state: (H,) is one sample
+        need |= {"unbatched"} if x.ndim == 1 else set()
+        if np.issubdtype(t.dtype, np.floating):
+            need.add("prob_target")
+        elif np.issubdtype(t.dtype, np.integer) and (t == -100).any():
+            need.add("ignore_index")
     if x.size == 0:
         need.add("empty")
     if any(np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all() for k, v in a.items() if k != "grad_output"):

@@ -82,3 +82,14 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
               weight=None if weight is None else _t(weight), reduction=reduction, ignore_index=ignore_index,
               label_smoothing=label_smoothing)
     return F.linear_cross_entropy(_t(input), _t(linear_weight), _t(target), **kw).detach().numpy()
+
+
+def linear_cross_entropy_with_grad(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                                   ignore_index=None, label_smoothing=0.0):
+    """The loss and, by autograd, the gradients of ``loss.sum()`` w.r.t. input, linear_weight and the bias."""
+    x, w = _t(input).requires_grad_(True), _t(linear_weight).requires_grad_(True)
+    b = None if linear_bias is None else _t(linear_bias).requires_grad_(True)
+    out = F.linear_cross_entropy(x, w, _t(target), linear_bias=b, weight=None if weight is None else _t(weight),
+                                 reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    out.sum().backward()
+    return (out.detach().numpy(), x.grad.numpy(), w.grad.numpy(), None if b is None else b.grad.numpy())

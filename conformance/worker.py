@@ -12,6 +12,8 @@ never imports the candidate. Per call:
   ``max_timeouts`` timeouts of one function, later calls of it are not made
   (``Outcome('not_run')``): a hanging function costs a few timeouts, not one per case
 * a return value that cannot be converted or sent back -> ``Outcome('bad_return')``, named
+* ``relation:<check>``       -> the candidate calls of a metamorphic check, made in the worker
+  (the statistics of a vocabulary shard are any object: they never leave it)
 
 ``SystemExit`` and other ``BaseException`` raised by the candidate are reported as
 raised (``Outcome.is_exception`` is False for them: they never count as the error an
@@ -47,6 +49,9 @@ SIMULATOR_THREADS_PER_BLOCK = 16
 OUTPUT_TAIL = 2000
 #: Timeouts of one function after which it is not called again.
 MAX_TIMEOUTS = 2
+#: A call named ``relation:<check>`` runs the metamorphic check's candidate calls in the worker
+#: (conformance/metamorphic.py ``outputs``); its value is a dict of named float64 arrays.
+RELATION = "relation:"
 
 
 @dataclass
@@ -185,17 +190,24 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
         arrays = _relayout(arrays, layouts)
         before = {k: v.copy() for k, v in arrays.items()}
         try:
-            given = {k: convert(v) for k, v in arrays.items()}
-            kw = dict(kwargs)
-            kw.update({k: given[k] for k in _ARRAY_KEYWORDS if k in given})
-            fn = getattr(obj, fname)
-            args = [given[k] for k in _positional(fname, backward)]
-            res = fn(given["grad_output"], *args, **kw) if backward else fn(*args, **kw)
-            try:
-                reply = ("ok", _to_numpy(res))
-            except Exception as exc:
-                reply = ("bad_return", f"returned a {type(res).__name__} that np.asarray cannot convert: "
-                                       f"{type(exc).__name__}: {exc}")
+            if fname.startswith(RELATION):
+                # a metamorphic check's calls, made here: their results are named float64 arrays
+                from conformance import metamorphic
+                reply = ("ok", metamorphic.outputs(obj, fname[len(RELATION):], arrays, kwargs, convert))
+            else:
+                given = {k: convert(v) for k, v in arrays.items()}
+                kw = dict(kwargs)
+                kw.update({k: given[k] for k in _ARRAY_KEYWORDS if k in given})
+                fn = getattr(obj, fname)
+                args = [given[k] for k in _positional(fname, backward)]
+                res = fn(given["grad_output"], *args, **kw) if backward else fn(*args, **kw)
+                try:
+                    # a tuple (``<loss>_with_grad``: the loss and its gradients) comes back element by element
+                    reply = ("ok", tuple(None if r is None else _to_numpy(r) for r in res)
+                             if isinstance(res, (tuple, list)) else _to_numpy(res))
+                except Exception as exc:
+                    reply = ("bad_return", f"returned a {type(res).__name__} that np.asarray cannot convert: "
+                                           f"{type(exc).__name__}: {exc}")
         except BaseException as exc:    # SystemExit included: named, not a bare 'exit code N'
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             reply = ("raised", type(exc).__name__, tb[:800], isinstance(exc, Exception))
@@ -205,9 +217,11 @@ def _serve(conn, spec: str, env: dict, dtypes: tuple, parent_pid: int = 0) -> No
 
 
 def _positional(fname: str, backward: bool) -> tuple[str, ...]:
-    """The arrays ``fname`` takes positionally (the loss registry says; ``_backward`` adds grad_output)."""
+    """The arrays ``fname`` takes positionally (the loss registry says; ``_backward`` adds grad_output,
+    ``<loss>_with_grad`` takes the loss's)."""
     from conformance import losses
     loss = fname[:-len("_backward")] if backward and fname.endswith("_backward") else fname
+    loss = loss[:-len("_with_grad")] if loss.endswith("_with_grad") else loss
     try:
         return losses.get(loss).positional
     except losses.UnknownLoss:

@@ -533,12 +533,21 @@ def _compute(case: Case, sem: Semantics, want_grad: bool):
     if case.loss == "linear_cross_entropy":
         # cross_entropy's conventions on the logits formed in float64 (conformance/linear_ce.py), the
         # float64 oracle's own construction; precision knobs then act on float64 logits (no difference)
-        from conformance.linear_ce import logits64
+        # (the gradients: the logit gradient of loss.sum() through the three products, packed)
+        from conformance.linear_ce import linear_grads, logits64, pack
         ce = Case("cross_entropy", {k: v for k, v in case.arrays.items() if k in ("target", "weight")},
                   case.kwargs, case.origin, case.reason)
         ce.arrays["input"] = logits64(case.arrays)
-        value, _, _ = _compute(ce, sem, False)
-        return value, None, str(case.arrays["input"].dtype)
+        grad = None
+        if want_grad:
+            red = case.kwargs.get("reduction", "mean")
+            ce.arrays["grad_output"] = np.ones(case.arrays["input"].shape[:-1] if red == "none" else ())
+            value, G, _ = _compute(ce, sem, True)
+            with np.errstate(all="ignore"):
+                grad = pack(*linear_grads(case.arrays, np.asarray(G, np.float64)))
+        else:
+            value, _, _ = _compute(ce, sem, False)
+        return value, grad, str(case.arrays["input"].dtype)
     with np.errstate(all="ignore"):
         if case.loss in ("cross_entropy", "nll_loss"):
             if case.loss == "cross_entropy" and case.arrays["target"].shape == case.arrays["input"].shape:

@@ -96,6 +96,8 @@ class TorchOracle:
 
     def evaluate(self, case, want_grad: bool = True) -> Reference:
         want_grad = want_grad and "grad_output" in case.arrays
+        if want_grad and losses.get(case.loss).grad_name.endswith("_with_grad"):
+            return self._with_grad(case)
         try:
             out, x = call_torch(case.loss, case.arrays, case.kwargs, True, want_grad)
             grad = None
@@ -106,6 +108,28 @@ class TorchOracle:
         except Exception as exc:  # an invalid case: torch's exception type is the reference
             return Reference(self.name, error=type(exc).__name__)
         return Reference(self.name, value=out.detach().numpy().astype(np.float64), grad=grad)
+
+    def _with_grad(self, case) -> Reference:
+        """The ``<loss>_with_grad`` protocol (linear_cross_entropy): the gradients of ``loss.sum()``
+        with respect to every float array the loss is linear in, packed (conformance/linear_ce.py)."""
+        from conformance.linear_ce import pack
+        a = case.arrays
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ts = {k: _tensor(a[k], True).requires_grad_(True) for k in ("input", "linear_weight", "linear_bias")
+                      if k in a}
+                kw = dict(case.kwargs)
+                if "weight" in a:
+                    kw["weight"] = _tensor(a["weight"], True)
+                out = F.linear_cross_entropy(ts["input"], ts["linear_weight"], _tensor(a["target"], True),
+                                             linear_bias=ts.get("linear_bias"), **kw)
+                out.sum().backward()
+        except Exception as exc:
+            return Reference(self.name, error=type(exc).__name__)
+        grads = [ts[k].grad.numpy().astype(np.float64) if k in ts else None
+                 for k in ("input", "linear_weight", "linear_bias")]
+        return Reference(self.name, value=out.detach().numpy().astype(np.float64), grad=pack(*grads))
 
     def native_error(self, case) -> str | None:
         """The exception type torch raises on the case in its own dtypes, or None."""

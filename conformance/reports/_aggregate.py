@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.model import CHECKS, FAILING, LOSSES, RunResults
+from conformance.relations import RELATIONS, of_loss
 
 #: The candidate feature a check needs; a candidate that declares the feature
 #: missing gets the check reported as "not supported" (skipped), never failed.
@@ -121,6 +122,11 @@ def _worst_of(results: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _unsupported_reason(info: dict[str, Any] | None, loss: str, feature: str) -> str:
     if info is None:
         return ""
+    if feature in RELATIONS:              # a metamorphic check: its own entry points, not the loss's
+        why = (info.get("not_applicable") or {}).get(loss, {}).get(feature)
+        if why or feature in info.get("not_supported", {}).get(loss, []):
+            return f"{info.get('name')}: {why or 'not applicable'}"
+        return ""
     lacking = info.get("not_supported", {}).get(loss, [])
     if "forward" in lacking or loss not in info.get("supported", {}):
         return f"{info.get('name')} does not implement {loss}"
@@ -146,12 +152,17 @@ def aggregate(run: dict[str, Any]) -> list[Row]:
     candidates = _ordered([c for c, _, _ in by_key] + list(infos), list(infos))
     config_losses = run.get("config", {}).get("losses") or list(LOSSES)
     losses = _ordered([lo for _, lo, _ in by_key], list(config_losses))
-    checks = _ordered([ch for _, _, ch in by_key], CHECKS)
+    # every loss has the per-case checks; a metamorphic check only its own loss's row (conformance/relations.py),
+    # where it ran or the candidate was found to offer it or not (a run that never looked has no such cell)
+    checks = {loss: _ordered([ch for _, lo, ch in by_key if lo == loss], CHECKS) for loss in losses}
     rows = []
     for cand in candidates:
-        info = infos.get(cand)
+        info = infos.get(cand) or {}
         for loss in losses:
-            cells = [_cell(cand, loss, check, by_key.get((cand, loss, check), []), info) for check in checks]
+            known = set(info.get("supported", {}).get(loss, [])) | set(info.get("not_supported", {}).get(loss, []))
+            mine = checks[loss] + [r for r in of_loss(loss) if r in known and r not in checks[loss]]
+            cells = [_cell(cand, loss, check, by_key.get((cand, loss, check), []), infos.get(cand))
+                     for check in mine]
             rows.append(_row(cand, loss, cells, info))
     return rows
 
@@ -162,7 +173,8 @@ def _cell(cand: str, loss: str, check: str, results: list[dict[str, Any]], info:
     if results:
         verdict, reason = (FAIL if failures else PASS), ""
     else:
-        reason = _unsupported_reason(info, loss, CHECK_FEATURE.get(check, _DEFAULT_FEATURE))
+        reason = _unsupported_reason(info, loss, check if check in RELATIONS else
+                                     CHECK_FEATURE.get(check, _DEFAULT_FEATURE))
         verdict = NOT_SUPPORTED if reason else NOT_RUN
         reason = reason or "no cases were run for this check"
     case_ids = {r["case_id"]: r.get("case") or {} for r in results}
@@ -183,7 +195,8 @@ def _row(cand: str, loss: str, cells: list[Cell], info: dict[str, Any] | None) -
     case_ids: dict[str, dict[str, Any]] = {}
     for c in cells:
         case_ids.update(c.case_ids)
-    worst = _worst_of([c.worst for c in cells if c.worst is not None])
+    # the worst error against the exact value: a metamorphic cell measures results against each other
+    worst = _worst_of([c.worst for c in cells if c.worst is not None and c.check not in RELATIONS])
     lacking = list((info or {}).get("not_supported", {}).get(loss, []))
     return Row(cand, loss, verdict, cells, count_cases(case_ids), worst,
                sum(c.counts.get("torch_differs", 0) for c in cells), lacking, _extensions(info, loss, case_ids))
@@ -286,3 +299,30 @@ def class_line(c: dict[str, Any]) -> str:
     sig = ", ".join(c.get("signature") or []) or "plain case"
     return (f"{c.get('candidate')} / {c.get('loss')} / {c.get('check')} {c.get('status')}: [{sig}] "
             f"in {'/'.join(c.get('dtypes') or [])}, {c.get('count')} case{'s' if c.get('count') != 1 else ''}")
+
+
+def metamorphic_cells(rows: list[Row]) -> list[Cell]:
+    """The metamorphic checks' cells (conformance/relations.py), candidate by candidate: those that
+    ran and those found not applicable (with why); none for a loss the run did not select."""
+    out = []
+    for row in rows:
+        for c in row.cells:
+            if c.check in RELATIONS and (c.verdict in (PASS, FAIL) or c.reason.count("not applicable")):
+                out.append(c)
+    return out
+
+
+def worst_case_note(cell: Cell) -> str:
+    """'12 cases, worst 3 ulp' for a metamorphic cell; its reason when it did not run."""
+    if cell.verdict not in (PASS, FAIL):
+        return cell.reason
+    n = cell.n_cases
+    w = fmt_ulp(cell.worst_ulp)
+    return f"{n} case{'s' if n != 1 else ''}" + (f", worst difference {w} ulp" if w else "")
+
+
+#: What the metamorphic section of each report is about, under its heading.
+METAMORPHIC_NOTE = ("Metamorphic checks relate a candidate's own results to each other (chunk sizes, the batch "
+                    "permuted and split, the materialised logits, the vocabulary split into shards; "
+                    "conformance/metamorphic.py): each comparison allows the sum of both results' tolerance "
+                    "bounds. A check whose entry points a candidate lacks is not applicable, never failed.")

@@ -15,7 +15,7 @@ from conformance.config import ProgressEvent
 from conformance.model import RunResults
 from conformance.reports._aggregate import (
     FAIL, NOT_RUN, PASS, ULP_NOTE, aggregate, as_dict, class_line, diagnoses_of, diagnosis_note, extension_note,
-    failure_classes, fmt_ulp, num, run_verdict,
+    failure_classes, fmt_ulp, metamorphic_cells, num, run_verdict, worst_case_note,
 )
 
 #: Failure classes listed on the console (summary.md and report.json have all of them).
@@ -147,6 +147,13 @@ def format_summary(results: RunResults | dict[str, Any], paths: dict[str, str] |
         lines.append(f"{row.candidate:<{name_w}}  {row.loss:<{loss_w}}  {row.verdict:<13}  "
                      f"{row.n_cases:>5}  {worst:>9}" + ("  " + "; ".join(extra) if extra else ""))
     lines.append("(" + ULP_NOTE.split(". The verdict")[0] + "; see summary.md for why a large number can pass.)")
+    meta = metamorphic_cells(rows)
+    if meta:
+        check_w = max(len(c.check) for c in meta)
+        lines.append("metamorphic checks (a candidate's results against each other; conformance/metamorphic.py):")
+        for c in meta:
+            lines.append(f"{c.candidate:<{name_w}}  {c.loss:<{loss_w}}  {c.check:<{check_w}}  {c.verdict:<13}  "
+                         f"{worst_case_note(c)}")
     for info in run.get("candidates") or []:
         if info.get("note"):
             lines.append(f"note: {info['name']}: {info['note']}")

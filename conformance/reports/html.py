@@ -1,6 +1,7 @@
 """report.html: one self-contained page (no network, no script, opens from disk).
 
-Sections: the verdict, the verdict table (candidate x loss, with diagnoses), a per-loss
+Sections: the verdict, the verdict table (candidate x loss, with diagnoses), the metamorphic
+checks (candidate x check, with why a check does not apply), a per-loss
 accuracy leaderboard, the semantic profile (conformance/profile.py, when the run made
 one), the failure classes with their reproducers inline, plots of the error in ulps
 against the exact value versus the largest logit magnitude and versus the number of
@@ -18,7 +19,8 @@ from typing import Any
 
 from conformance.model import RunResults
 from conformance.reports._aggregate import (
-    aggregate, as_dict, class_line, diagnoses_of, diagnosis_note, fmt_ulp, run_verdict,
+    METAMORPHIC_NOTE, aggregate, as_dict, class_line, diagnoses_of, diagnosis_note, fmt_ulp, metamorphic_cells,
+    run_verdict, worst_case_note,
 )
 
 FILENAME = "report.html"
@@ -68,6 +70,7 @@ def render_html(results: RunResults | dict[str, Any]) -> str:
            f"{len(run.get('results') or [])} check results · dtypes {_e(', '.join(cfg.get('dtypes') or []))}"
            + (f" · <b>{_e(run.get('partial'))}</b>" if run.get("partial") else "") + "</p>"]
     out += _verdict_table(run, rows)
+    out += _metamorphic(rows)
     out += _leaderboard(run, rows)
     out += _profile(run.get("profile") or {})
     out += _classes(run)
@@ -102,6 +105,19 @@ def _verdict_table(run, rows) -> list[str]:
     out.append("</table><p><small>worst error: the largest error of a checked element, in ulps of the "
                "candidate's dtype at the exact value; the verdict uses the tolerance policy "
                "(conformance/tolerances.py), not this column.</small></p>")
+    return out
+
+
+def _metamorphic(rows) -> list[str]:
+    cells = metamorphic_cells(rows)
+    if not cells:
+        return []
+    out = ['<h2>Metamorphic checks</h2><table id="metamorphic"><tr><th>candidate</th><th>loss</th><th>check</th>'
+           "<th>verdict</th><th>cases / why not</th></tr>"]
+    for c in cells:
+        out.append(f"<tr><td>{_e(c.candidate)}</td><td>{_e(c.loss)}</td><td>{_e(c.check)}</td>"
+                   f"<td>{_verdict_span(c.verdict)}</td><td>{_e(worst_case_note(c))}</td></tr>")
+    out.append(f"</table><p><small>{_e(METAMORPHIC_NOTE)}</small></p>")
     return out
 
 

@@ -12,7 +12,8 @@ import os
 from typing import Any
 
 from conformance.model import CandidateInfo, CheckResult, ErrorMeasure, FailureClass, Finding, RunResults
-from conformance.reports._aggregate import as_dict, diagnoses_of, num, aggregate, run_verdict, totals
+from conformance.reports._aggregate import (aggregate, as_dict, diagnoses_of, metamorphic_cells, num, run_verdict,
+                                            totals)
 
 #: Bumped when a field changes meaning or disappears; adding a field keeps it.
 SCHEMA_VERSION = 1
@@ -54,6 +55,14 @@ def to_report_dict(results: RunResults | dict[str, Any]) -> dict[str, Any]:
                             and c["loss"] == row.loss),
              "diagnoses": diagnoses_of(run, row.candidate, row.loss)}
             for row in rows
+        ],
+        # one entry per candidate x metamorphic check (conformance/relations.py)
+        "metamorphic": [
+            {"candidate": c.candidate, "loss": c.loss, "check": c.check, "verdict": c.verdict, "cases": c.n_cases,
+             "worst_ulp": strict(num(c.worst_ulp)) if c.worst_ulp is not None else None,
+             "reason": c.reason if c.verdict not in ("pass", "fail") else "",
+             "failures": [r["case_id"] for r in c.failures]}
+            for c in metamorphic_cells(rows)
         ],
     }
     return {

@@ -18,7 +18,8 @@ from conformance.model import RunResults
 from conformance.extensions import EXTENSIONS
 from conformance.reports._aggregate import (
     FAIL, NOT_SUPPORTED, PASS, ULP_NOTE, Row, aggregate, as_dict, class_line, describe_case, diagnoses_of,
-    diagnosis_note, extension_note, failure_classes, fmt_float, fmt_ulp, num, run_verdict,
+    METAMORPHIC_NOTE, diagnosis_note, extension_note, failure_classes, fmt_float, fmt_ulp, metamorphic_cells, num,
+    run_verdict, worst_case_note,
 )
 
 FILENAME = "summary.md"
@@ -65,6 +66,18 @@ def _table(rows: list[Row], run: dict[str, Any]) -> list[str]:
                "and torch does not; reported, never failed.  ")
     out.append("² " + ULP_NOTE)
     return out
+
+
+def _metamorphic(rows: list[Row]) -> list[str]:
+    cells = metamorphic_cells(rows)
+    if not cells:
+        return []
+    out = ["## Metamorphic checks", "", METAMORPHIC_NOTE, "",
+           "| candidate | loss | check | verdict | cases / why not |", "|---|---|---|---|---|"]
+    for c in cells:
+        out.append("| " + " | ".join(_md(x) for x in (c.candidate, c.loss, c.check, _BADGE.get(c.verdict, c.verdict),
+                                                       worst_case_note(c))) + " |")
+    return out + [""]
 
 
 def _classes(run: dict[str, Any]) -> list[str]:
@@ -215,8 +228,8 @@ def render_markdown(results: RunResults | dict[str, Any]) -> str:
     notes = [f"- `{_md(c['name'])}`: {_md(c['note'])}" for c in run.get("candidates") or [] if c.get("note")]
     if notes:
         notes = ["## Candidate notes", ""] + notes + [""]
-    return "\n".join(head + _classes(run) + ["## Results", ""] + _table(rows, run) + [""] + notes
-                     + _failures(rows) + _error_types(run) + _extensions(rows) + _findings(run))
+    return "\n".join(head + _classes(run) + ["## Results", ""] + _table(rows, run) + [""] + _metamorphic(rows)
+                     + notes + _failures(rows) + _error_types(run) + _extensions(rows) + _findings(run))
 
 
 def write_markdown(results: RunResults | dict[str, Any], report_dir: str) -> str:

@@ -36,7 +36,8 @@ def test_probe_reads_keywords_from_signatures(tmp_path):
     assert "reduction" in ce["features"] and "prob_target" in ce["features"]
     assert info["nll_loss"] == {"features": [], "missing": ["forward"], "dtypes": [], "max_ndim": 0,
                                 "max_classes": 0, "reductions": [], "extensions": [],
-                                "strict_errors": False}
+                                "strict_errors": False, "relations": [], "relations_missing": {},
+                                "relation_dtypes": ["float32", "float64"]}
     assert {"weight", "pos_weight", "backward"} <= set(info["binary_cross_entropy_with_logits"]["features"])
 
 

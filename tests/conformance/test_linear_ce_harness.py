@@ -33,7 +33,9 @@ def _case(seed=0, bias=True, **kw):
 def test_registered_with_its_entry_points():
     spec = losses.get("linear_cross_entropy")
     assert spec.positional == ("input", "linear_weight", "target")
-    assert {"linear_bias", "chunk_size", "weight", "label_smoothing"} <= set(spec.features)
+    assert {"linear_bias", "chunk_size", "weight", "label_smoothing", "backward", "unbatched",
+            "prob_target"} <= set(spec.features)
+    assert spec.grad_name == "linear_cross_entropy_with_grad"
     for what in ("strategy", "catalogue", "expected_error", "units", "scipy", "mpmath"):
         assert callable(spec.entry(what))
 
@@ -79,11 +81,14 @@ def test_ignored_samples_get_no_tolerance():
     assert E[0] == Q[0] == E[3] == Q[3] == 0 and (Q[[1, 2, 4]] > 0).all()
 
 
-@pytest.mark.parametrize("bug", ["bug_lce_ignores_bias", "bug_lce_chunk_mean"])
-def test_seeded_linear_bug_is_caught(bug, tmp_path):
+@pytest.mark.parametrize("bug, meta", [("bug_lce_ignores_bias", {"materialised"}),
+                                       ("bug_lce_chunk_mean", {"chunk_invariance", "materialised"})])
+def test_seeded_linear_bug_is_caught(bug, meta, tmp_path):
     res = _campaign(os.path.join(HERE, bug + ".py"), tmp_path)
     bad = [r for r in res.results if r.status in FAILING]
-    assert bad and {r.check for r in bad} <= {"value", "nan_pattern"}, [(r.case_id, r.check) for r in bad]
+    # the value checks and the metamorphic checks the bug breaks (the batch one holds for both)
+    assert bad and {r.check for r in bad} == {"value"} | meta | ({"nan_pattern"} & {r.check for r in bad}), \
+        [(r.case_id, r.check) for r in bad]
     assert {r.status for r in bad} == {"fail"}
     for c in res.classes:
         assert os.path.isfile(os.path.join(c.reproducer, "repro.py"))
@@ -94,13 +99,52 @@ def test_correct_numpy_linear_candidate_passes(tmp_path):
     bad = [(r.case_id, r.check, r.message) for r in res.results if r.status in FAILING]
     assert not bad
     assert res.cases_run["linear_cross_entropy"] > 0
+    # its linear_cross_entropy_with_grad: the three gradients are judged (catalogue and fuzzing)
+    assert sum(r.case.get("examples", 1) for r in res.results if r.check == "grad_input") > 20
+
+
+def test_a_weight_gradient_missing_the_mean_is_caught(tmp_path):
+    res = _campaign(os.path.join(HERE, "bug_lce_grad_weight_mean.py"), tmp_path)
+    bad = [r for r in res.results if r.status in FAILING]
+    assert bad and {r.check for r in bad} == {"grad_input"}       # the loss and grad_input are right
+    cls = [c for c in res.classes if c.check == "grad_input"]
+    assert cls and "reduction=mean" in cls[0].signature and "grad_linear_weight" in cls[0].message
+
+
+@pytest.mark.parametrize("kw", [{}, {"reduction": "none", "label_smoothing": 0.1}, {"reduction": "sum"},
+                                {"ignore_index": 1, "reduction": "mean"}])
+@pytest.mark.parametrize("prob", [False, True])
+def test_float64_gradients_are_torch_autograd_and_within_their_tolerance(kw, prob):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    if prob and "ignore_index" in kw:
+        pytest.skip("torch rejects ignore_index with probability targets")
+    case = _case(**kw)
+    a = case.arrays
+    if prob:
+        a["target"] = np.random.default_rng(3).dirichlet(np.ones(6), size=5)
+    a["grad_output"] = np.ones(5 if kw.get("reduction") == "none" else ())
+    ts = [torch.from_numpy(a[k].copy()).requires_grad_(True) for k in ("input", "linear_weight", "linear_bias")]
+    out = F.linear_cross_entropy(ts[0], ts[1], torch.from_numpy(a["target"]), linear_bias=ts[2], **kw)
+    out.sum().backward()
+    want = np.concatenate([t.grad.numpy().ravel() for t in ts])
+    _, got, _ = float64_loss(case.loss, a, kw, True)
+    tol32, _ = tolerance(case, "grad", "float32")
+    assert got.shape == want.shape == tol32.shape
+    assert np.max(np.abs(got - want)) <= 1e-14 * max(1.0, np.max(np.abs(want)))
+    # the float32 bound is above float32 rounding of the values and far below the values themselves
+    assert np.all(tol32 >= np.finfo(np.float32).eps / 2 * np.abs(want))
+    assert np.median(tol32 / np.maximum(np.abs(want), 1e-30)) < 1e-3
 
 
 def test_budget_is_capped_by_the_registry(tmp_path):
     res = _campaign(os.path.join(HERE, "lce_numpy.py"), tmp_path, max_examples=500)
     from conformance import catalogue
+    from conformance.campaign import RELATION_CASES
+    from conformance.relations import of_loss
     n_cat = len(catalogue.entries("linear_cross_entropy"))
-    assert res.cases_run["linear_cross_entropy"] <= losses.get("linear_cross_entropy").max_examples + n_cat
+    n_meta = RELATION_CASES * len(of_loss("linear_cross_entropy"))      # lce_numpy offers every linear check
+    assert res.cases_run["linear_cross_entropy"] <= losses.get("linear_cross_entropy").max_examples + n_cat + n_meta
 
 
 def test_nbxent_and_torch_pass(tmp_path):

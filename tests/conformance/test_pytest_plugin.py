@@ -97,3 +97,14 @@ def test_xdist_runs_the_items(project):
     rc, out = _pytest(d, *OPTS, "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup")
     assert rc == 1 and f"FAILED ::conformance[{NAME}-{LOSS}-nan_pattern]" in out, out
     assert "passed" in out
+
+
+def test_a_metamorphic_check_is_an_item_of_its_loss(tmp_path):
+    bug = os.path.join(HERE, "linear", "bug_lce_chunk_mean.py")
+    name, loss = candidate_label(bug), "linear_cross_entropy"
+    rc, out = _pytest(tmp_path, f"--conformance-candidate={bug}", f"--conformance-loss={loss}",
+                      "--conformance-max-examples=2")
+    assert rc == 1, out
+    assert f"FAILED ::conformance[{name}-{loss}-chunk_invariance]" in out, out
+    assert f"PASSED ::conformance[{name}-{loss}-batch_invariance]" in out, out
+    assert f"conformance[{name}-{loss}-shard_split]" not in out       # a check of cross_entropy's row

@@ -9,7 +9,7 @@ from lce_numpy import linear_cross_entropy as _correct  # noqa: E402
 
 
 def linear_cross_entropy(input, linear_weight, target, *, reduction="mean", chunk_size=None, **kwargs):
-    if reduction not in ("mean", "elementwise_mean"):
+    if reduction not in ("mean", "elementwise_mean") or input.ndim != 2:      # one sample: no chunks
         return _correct(input, linear_weight, target, reduction=reduction, chunk_size=chunk_size, **kwargs)
     N = input.shape[0]
     step = 2 if chunk_size is None else chunk_size
