@@ -27,7 +27,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
-from nbxent._cpu.fastmath import exp_f32, exp_f64, log1p_f32, log_f32
+from nbxent._cpu.fastmath import exp_f32, exp_f64, log1m_f32, log1p_unit_f32, log_f32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -157,20 +157,30 @@ def _roof_log32(src, items, reps, dst):
 
 
 @njit(parallel=True, fastmath=_FM)
-def _roof_log1p32(src, items, reps, dst):
+def _roof_log1m32(src, items, reps, dst):
     for it in prange(items):
         d = dst[it]
         for _ in range(reps):
             for j in range(src.size):
-                d[j] = log1p_f32(src[j])
+                d[j] = log1m_f32(src[j])
 
 
-# argument ranges of the losses' transcendentals: x - max for exp, probabilities for log,
-# -p for log1p
+@njit(parallel=True, fastmath=_FM)
+def _roof_log1p_unit32(src, items, reps, dst):
+    for it in prange(items):
+        d = dst[it]
+        for _ in range(reps):
+            for j in range(src.size):
+                d[j] = log1p_unit_f32(src[j])
+
+
+# argument ranges of the losses' transcendentals: x - max for exp, probabilities for log and
+# log1m (log1p(-p)), exp(-|x|) for log1p_unit
 _ROOF_KERNELS = {("exp", "float32"): (_roof_exp32, -12.0, 0.0),
                  ("exp", "float64"): (_roof_exp64, -12.0, 0.0),
                  ("log", "float32"): (_roof_log32, 0.01, 0.99),
-                 ("log1p", "float32"): (_roof_log1p32, -0.99, -0.01)}
+                 ("log1m", "float32"): (_roof_log1m32, 0.01, 0.99),
+                 ("log1p_unit", "float32"): (_roof_log1p_unit32, 0.0, 1.0)}
 
 
 def roof_call(case):
