@@ -8,7 +8,8 @@
 
 Helpers are separate ``@njit`` functions (LLVM inlines them into the callers' loops);
 numba-level ``inline="always"`` re-typed them at every call site and made the first
-compile slower with no speed gain. The exp they use is :func:`nbxent._cpu.fastmath.exp_diff`.
+compile slower with no speed gain. The exp they use is :func:`nbxent._cpu.fastmath.exp_below`
+(every shift is the max of the terms it shifts).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from nbxent._core.jit import CACHE
-from nbxent._cpu.fastmath import cast_like, exp_diff, maxnum
+from nbxent._cpu.fastmath import cast_like, exp_below, maxnum
 
 #: fastmath flags of the row kernels: reassociation lets the gradient loop widen (the sums
 #: are written so that no flag can regroup them); never nnan/ninf (NaN/inf semantics are
@@ -113,13 +114,13 @@ def fold_lanes(acc, f64, used):
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def _exp_lanes(a, m, acc):
     for c in range(a.shape[0]):
-        acc[c] += exp_diff(a[c], m)
+        acc[c] += exp_below(a[c], m)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def _exp_lanes_into(a, b, m, acc):
     for c in range(a.shape[0]):
-        e = exp_diff(a[c], m)
+        e = exp_below(a[c], m)
         b[c] = e
         acc[c] += e
 
@@ -129,7 +130,7 @@ def _exp_lanes_inplace(b, m, acc):
     # in place through one array: two aliasing array arguments fail LLVM's runtime
     # overlap check and run the scalar fallback loop (5x slower)
     for c in range(b.shape[0]):
-        e = exp_diff(b[c], m)
+        e = exp_below(b[c], m)
         b[c] = e
         acc[c] += e
 
@@ -208,3 +209,4 @@ def scale_seg(dst, n, lo, hi, c_p, c_w, w, with_w):
     else:
         for c in range(b.shape[0]):
             b[c] = c_p * b[c]
+
