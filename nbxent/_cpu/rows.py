@@ -135,8 +135,48 @@ def _exp_lanes_inplace(b, m, acc):
         acc[c] += e
 
 
+# The same loops taking, besides, the elementwise max of the terms' own logits into the
+# lanes ``ml`` (``LANES``, x's dtype): a block shifted by a guess of its max (see
+# nbxent/xent/cpu_rows.py) needs no max pass of its own.
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
+def _exp_lanes_max(a, m, acc, ml):
+    for c in range(a.shape[0]):
+        v = a[c]
+        acc[c] += exp_below(v, m)
+        ml[c] = maxnum(ml[c], v)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_lanes_into_max(a, b, m, acc, ml):
+    for c in range(a.shape[0]):
+        v = a[c]
+        e = exp_below(v, m)
+        b[c] = e
+        acc[c] += e
+        ml[c] = maxnum(ml[c], v)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def max_lanes_fold(ml, used):
+    """Max over the first ``used`` lanes of ``ml`` (NaN skipped; overwrites them).
+
+    ``-inf`` when they hold no number. A pairwise tree of elementwise maxima: a max is
+    exact, so the order changes no value.
+    """
+    h = lane_span(used)
+    for k in range(used, h):
+        ml[k] = cast_like(-np.inf, ml[0])
+    while h > 1:
+        h //= 2
+        for k in range(h):
+            ml[k] = maxnum(ml[k], ml[k + h])
+    v = ml[0]
+    return v if v == v else cast_like(-np.inf, v)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64, ml):
     """``sum_{lo <= c < hi, c != skip} exp(src[n, c] - m)`` (exact shift) as float64.
 
     Block by block of ``BLOCK`` terms, each term added to its lane of ``acc`` (x's dtype,
@@ -145,11 +185,19 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
     ``dst[n, c]``; 2 the same in place (``src`` is ``dst``'s memory, read through ``dst``).
     ``skip`` (-1: none): the column whose term stays out of the sum (its lane is restored
     after its block; a stored term there is left for the caller to overwrite).
+    :func:`nbxent._cpu.fastmath.exp_below` needs ``src[n, c] - m <= 43``.
+
+    ``ml`` (``LANES`` of x's dtype, or empty): when not empty, the same loops also take
+    the max of ``src[n, lo:hi]`` into it (store 0 or 1 only; :func:`max_lanes_fold`).
     """
     used = min(hi - lo, LANES)
     zero = cast_like(0.0, m)
     for k in range(lane_span(used)):
         acc[k] = zero
+    with_max = ml.shape[0] > 0
+    if with_max:
+        for k in range(used):
+            ml[k] = cast_like(-np.inf, m)
     j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
@@ -160,7 +208,12 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
         if store == 2:
             _exp_lanes_inplace(dst[n, j:j1], m, acc)
         elif store == 1:
-            _exp_lanes_into(src[n, j:j1], dst[n, j:j1], m, acc)
+            if with_max:
+                _exp_lanes_into_max(src[n, j:j1], dst[n, j:j1], m, acc, ml)
+            else:
+                _exp_lanes_into(src[n, j:j1], dst[n, j:j1], m, acc)
+        elif with_max:
+            _exp_lanes_max(src[n, j:j1], m, acc, ml)
         else:
             _exp_lanes(src[n, j:j1], m, acc)
         if inside:
@@ -172,7 +225,7 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def block_sum_exp(x, n, lo, hi, m, acc, f64):
     """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (:func:`sum_exp`, nothing stored)."""
-    return sum_exp(x, x, n, lo, hi, m, 0, -1, acc, f64)
+    return sum_exp(x, x, n, lo, hi, m, 0, -1, acc, f64, acc[:0])
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)

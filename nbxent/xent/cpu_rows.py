@@ -39,7 +39,15 @@ from numba import njit
 
 from nbxent._core.jit import CACHE, GRAD_IN_PLACE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff
-from nbxent._cpu.rows import FASTMATH, LANES, scale_seg, seg_max, sum_exp, sum_wx
+from nbxent._cpu.rows import (
+    FASTMATH,
+    LANES,
+    max_lanes_fold,
+    scale_seg,
+    seg_max,
+    sum_exp,
+    sum_wx,
+)
 from nbxent.xent.formulas import (
     index_grad_scale,
     index_grad_target,
@@ -53,6 +61,16 @@ from nbxent.xent.formulas import (
 CB = 8192
 
 
+#: Columns whose max is the first block's shift when it is guessed (see the module docstring).
+GUESS_FROM = 16
+
+#: How far (in logits) a block's max may exceed its guessed shift: its terms stay below
+#: exp(24) = 2.6e10 (a float32 lane of 16 of them stays finite, and exp_below's contract,
+#: x - m <= 43, holds), and its factor exp(shift - M) above exp(-24) times the other
+#: blocks' (the gradient's factor stays far from float32's subnormal range).
+GUESS_SLACK = 24.0
+
+
 @njit(cache=CACHE)
 def n_blocks(C):
     """Column blocks of a row of ``C`` logits."""
@@ -62,7 +80,7 @@ def n_blocks(C):
 @njit(cache=CACHE)
 def scratch_len(C):
     """Length of each scratch array of :func:`index_row` for rows of ``C`` logits."""
-    return n_blocks(C) + LANES
+    return n_blocks(C) + 2 * LANES
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -107,21 +125,39 @@ def index_row(x, n, t, w, sumw, g, opts, loss, grad, mb, sb):
     lanes = mb[nb:nb + LANES]        # the partial sums' lanes (x's dtype)
     f64 = sb[nb:nb + LANES]          # their float64 fold
     xt = src[n, tn] if not ignored else src[n, 0]   # read before anything is overwritten
+    ml = mb[nb + LANES:nb + 2 * LANES]   # the block's max, taken in its exp loops
+    no_ml = ml[:0]
+    skip = tn if not ignored else -1
+    # In place the exp pass overwrites the logits, so a block can be scanned only once:
+    # there every block takes its max in a pass of its own.
+    guessing = grad_mode != GRAD_IN_PLACE
+    guess = seg_max(src, n, 0, min(GUESS_FROM, C))
+    M = cast_like(-np.inf, xt)
     wx = 0.0
     for b in range(nb):
         lo = b * CB
         hi = min(lo + CB, C)
-        m = seg_max(src, n, lo, hi)
-        mb[b] = m
-        sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
         if eps > 0.0 and not ignored:
             wx += sum_wx(src, n, lo, hi, w, f64)
         # The target's own term stays out of the sum (a gradient row gets its target
         # element written last).
-        sb[b] = sum_exp(src, grad, n, lo, hi, sh, store, tn if not ignored else -1, lanes, f64)
-    M = mb[0]
-    for b in range(1, nb):
-        M = mb[b] if mb[b] > M else M
+        if guessing and -np.inf < guess < np.inf:
+            sh = guess
+            s_b = sum_exp(src, grad, n, lo, hi, sh, store, skip, lanes, f64, ml)
+            m = max_lanes_fold(ml, min(hi - lo, LANES))
+            if np.float64(m) - np.float64(sh) > GUESS_SLACK:
+                sh = m                       # guessed too low: the block again, shifted by its max
+                s_b = sum_exp(src, grad, n, lo, hi, sh, store, skip, lanes, f64, no_ml)
+        else:
+            m = seg_max(src, n, lo, hi)
+            sh = m if m > -np.inf else cast_like(0.0, m)   # all -inf/NaN block: see docstring
+            s_b = sum_exp(src, grad, n, lo, hi, sh, store, skip, lanes, f64, no_ml)
+            if m == -np.inf:
+                sh = m                       # weight 0 (_combine_blocks)
+        mb[b] = sh
+        sb[b] = s_b
+        M = m if m > M else M
+        guess = M
     M64 = np.float64(M)
     s_other = _combine_blocks(mb, sb, nb, M)   # sb now holds the block factors f_b
     if M == -np.inf:
