@@ -1,7 +1,7 @@
 """Row scans of the CPU cross-entropy kernels (max-shifted log-sum-exp and friends).
 
 * ``seg_max``/``row_max``: NaN-skipping row maxima, vectorized through ``maxnum``.
-* ``sum_exp`` (sum, or sum and store each term, or in place), ``block_sum_exp``: the
+* ``sum_exp`` (sum, or sum and store each term), ``block_sum_exp``: the
   shifted sums of exps, in fixed lanes (the same bits for any vector width) folded into
   float64 by a fixed tree.
 * ``sum_wx`` (label smoothing), ``scale_seg`` (the gradient's final scaling).
@@ -125,16 +125,6 @@ def _exp_lanes_into(a, b, m, acc):
         acc[c] += e
 
 
-@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _exp_lanes_inplace(b, m, acc):
-    # in place through one array: two aliasing array arguments fail LLVM's runtime
-    # overlap check and run the scalar fallback loop (5x slower)
-    for c in range(b.shape[0]):
-        e = exp_below(b[c], m)
-        b[c] = e
-        acc[c] += e
-
-
 # The same loops taking, besides, the elementwise max of the terms' own logits into the
 # lanes ``ml`` (``LANES``, x's dtype): a block shifted by a guess of its max (see
 # nbxent/xent/cpu_rows.py) needs no max pass of its own.
@@ -176,19 +166,20 @@ def max_lanes_fold(ml, used):
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64, ml):
-    """``sum_{lo <= c < hi, c != skip} exp(src[n, c] - m)`` (exact shift) as float64.
+def sum_exp(srow, s0, drow, lo, hi, m, store, skip, acc, f64, ml):
+    """``sum_{lo <= c < hi, c != skip} exp(srow[c - s0] - m)`` (exact shift) as float64.
 
     Block by block of ``BLOCK`` terms, each term added to its lane of ``acc`` (x's dtype,
     ``LANES``) in the exp loop itself; :func:`fold_lanes` (``f64``: float64 scratch of
     ``LANES``) sums the lanes at the end. ``store``: 0 sum only; 1 also write each term to
-    ``dst[n, c]``; 2 the same in place (``src`` is ``dst``'s memory, read through ``dst``).
-    ``skip`` (-1: none): the column whose term stays out of the sum (its lane is restored
-    after its block; a stored term there is left for the caller to overwrite).
-    :func:`nbxent._cpu.fastmath.exp_below` needs ``src[n, c] - m <= 43``.
+    ``drow[c]`` (``drow`` may not overlap the terms read). ``skip`` (-1: none): the column
+    whose term stays out of the sum (its lane is restored after its block; a stored term
+    there is left for the caller to overwrite). ``srow``: a row (``s0 = 0``) or a copy of
+    its columns from ``s0`` on. :func:`nbxent._cpu.fastmath.exp_below` needs
+    ``srow[c - s0] - m <= 43``.
 
     ``ml`` (``LANES`` of x's dtype, or empty): when not empty, the same loops also take
-    the max of ``src[n, lo:hi]`` into it (store 0 or 1 only; :func:`max_lanes_fold`).
+    the max of the terms' logits into it (:func:`max_lanes_fold`).
     """
     used = min(hi - lo, LANES)
     zero = cast_like(0.0, m)
@@ -205,17 +196,16 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64, ml):
         keep = acc[skip - j] if inside else zero
         # A slice indexed from 0 lets Numba prove the index non-negative (no wraparound
         # select), which keeps the loop a plain contiguous vector loop.
-        if store == 2:
-            _exp_lanes_inplace(dst[n, j:j1], m, acc)
-        elif store == 1:
+        a = srow[j - s0:j1 - s0]
+        if store == 1:
             if with_max:
-                _exp_lanes_into_max(src[n, j:j1], dst[n, j:j1], m, acc, ml)
+                _exp_lanes_into_max(a, drow[j:j1], m, acc, ml)
             else:
-                _exp_lanes_into(src[n, j:j1], dst[n, j:j1], m, acc)
+                _exp_lanes_into(a, drow[j:j1], m, acc)
         elif with_max:
-            _exp_lanes_max(src[n, j:j1], m, acc, ml)
+            _exp_lanes_max(a, m, acc, ml)
         else:
-            _exp_lanes(src[n, j:j1], m, acc)
+            _exp_lanes(a, m, acc)
         if inside:
             acc[skip - j] = keep
         j = j1
@@ -225,7 +215,8 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64, ml):
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def block_sum_exp(x, n, lo, hi, m, acc, f64):
     """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (:func:`sum_exp`, nothing stored)."""
-    return sum_exp(x, x, n, lo, hi, m, 0, -1, acc, f64, acc[:0])
+    row = x[n]
+    return sum_exp(row, 0, row, lo, hi, m, 0, -1, acc, f64, acc[:0])
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
