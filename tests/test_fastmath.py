@@ -296,8 +296,9 @@ def _below_pairs(dtype, rng, n=400_000):
     whole range of the exp (subnormal and zero results included), and the special values."""
     big = 3e38 if dtype == np.float32 else 1e308
     m = (rng.standard_normal(n) * rng.choice([1e-30, 1e-3, 1.0, 30.0, 1e3, 1e30, big / 4], n))
-    d = -np.abs(rng.standard_normal(n) * rng.choice([1e-6, 1.0, 30.0, 90.0, 110.0, 720.0, 760.0, big], n))
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):    # d = -inf where |d| > DBL_MAX
+        d = -np.abs(rng.standard_normal(n) * rng.choice([1e-6, 1.0, 30.0, 90.0, 110.0, 720.0, 760.0,
+                                                         big], n))
         m = m.astype(dtype)
         x = np.minimum((m.astype(np.float64) + d).astype(dtype), m)
     up = rng.random(n) < 0.2                                 # 0 < x - m <= 43
