@@ -475,14 +475,16 @@ def _ov_cast_like(v, z):
 # with a branch-free Fast2Sum cost 75%).
 
 @njit(cache=CACHE, error_model="numpy")
-def _exp_diff_f32(x, m):
+def _two_diff(x, m):
+    """``(d, err)``: ``d = x - m`` rounded and its exact error (2Sum, ``d + err == x - m``)."""
     d = x - m
     bv = d - x
-    err = (x - (d - bv)) + ((-m) - bv)
-    xc = _F32_UNDER if d < _F32_UNDER else d
-    xc = _F32_OVER if xc > _F32_OVER else xc
-    # Clamped, inf or NaN: the result is 0, inf or NaN whatever err is (err may be NaN).
-    err = err if xc == d else _F32_ZERO
+    return d, (x - (d - bv)) + ((-m) - bv)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_core_f32(xc, err):
+    """``(q, u)``: ``exp(xc + err) = u * 2**q`` for a clamped float32 ``xc`` (exp_f32's steps)."""
     q = _rint(xc * _F32_R_LN2)
     r = _fma(q, _F32_NEG_L2U, xc)
     r = _fma(q, _F32_NEG_L2L, r) + err
@@ -491,19 +493,12 @@ def _exp_diff_f32(x, m):
     p = _fma(p, r, _F32_C2)
     p = _fma(p, r, _F32_C1)
     p = _fma(p, r, _F32_C0)
-    u = _F32_ONE + _fma(r * r, p, r)
-    u = _scale_pow2(u, q)
-    return u if d == d else d + d
+    return q, _F32_ONE + _fma(r * r, p, r)
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _exp_diff_f64(x, m):
-    d = x - m
-    bv = d - x
-    err = (x - (d - bv)) + ((-m) - bv)
-    xc = _F64_UNDER if d < _F64_UNDER else d
-    xc = _F64_OVER if xc > _F64_OVER else xc
-    err = err if xc == d else 0.0
+def _exp_core_f64(xc, err):
+    """``(q, u)``: ``exp(xc + err) = u * 2**q`` for a clamped float64 ``xc`` (exp_f64's steps)."""
     q = _rint(xc * _F64_R_LN2)
     r = _fma(q, _F64_NEG_L2U, xc)
     r = _fma(q, _F64_NEG_L2L, r) + err
@@ -517,7 +512,28 @@ def _exp_diff_f64(x, m):
     p = _fma(p, r, _F64_C2)
     p = _fma(p, r, _F64_C1)
     p = _fma(p, r, _F64_C0)
-    u = 1.0 + _fma(r * r, p, r)
+    return q, 1.0 + _fma(r * r, p, r)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_diff_f32(x, m):
+    d, err = _two_diff(x, m)
+    xc = _F32_UNDER if d < _F32_UNDER else d
+    xc = _F32_OVER if xc > _F32_OVER else xc
+    # Clamped, inf or NaN: the result is 0, inf or NaN whatever err is (err may be NaN).
+    err = err if xc == d else _F32_ZERO
+    q, u = _exp_core_f32(xc, err)
+    u = _scale_pow2(u, q)
+    return u if d == d else d + d
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_diff_f64(x, m):
+    d, err = _two_diff(x, m)
+    xc = _F64_UNDER if d < _F64_UNDER else d
+    xc = _F64_OVER if xc > _F64_OVER else xc
+    err = err if xc == d else 0.0
+    q, u = _exp_core_f64(xc, err)
     u = _scale_pow2(u, q)
     return u if d == d else d + d
 
@@ -579,45 +595,20 @@ def _scale_pow2_neg(typingctx, u, q):
 
 @njit(cache=CACHE, error_model="numpy")
 def _exp_below_f32(x, m):
-    d = x - m
-    bv = d - x
-    err = (x - (d - bv)) + ((-m) - bv)
+    d, err = _two_diff(x, m)
     xc = _F32_UNDER if d < _F32_UNDER else d
     err = err if xc == d else _F32_ZERO
-    q = _rint(xc * _F32_R_LN2)
-    r = _fma(q, _F32_NEG_L2U, xc)
-    r = _fma(q, _F32_NEG_L2L, r) + err
-    p = _fma(_F32_C5, r, _F32_C4)
-    p = _fma(p, r, _F32_C3)
-    p = _fma(p, r, _F32_C2)
-    p = _fma(p, r, _F32_C1)
-    p = _fma(p, r, _F32_C0)
-    u = _F32_ONE + _fma(r * r, p, r)
+    q, u = _exp_core_f32(xc, err)
     u = _scale_pow2_neg(u, q)
     return u if d == d else d + d
 
 
 @njit(cache=CACHE, error_model="numpy")
 def _exp_below_f64(x, m):
-    d = x - m
-    bv = d - x
-    err = (x - (d - bv)) + ((-m) - bv)
+    d, err = _two_diff(x, m)
     xc = _F64_UNDER if d < _F64_UNDER else d
     err = err if xc == d else 0.0
-    q = _rint(xc * _F64_R_LN2)
-    r = _fma(q, _F64_NEG_L2U, xc)
-    r = _fma(q, _F64_NEG_L2L, r) + err
-    hi = _fma(_F64_C10, r, _F64_C9)
-    hi = _fma(hi, r, _F64_C8)
-    hi = _fma(hi, r, _F64_C7)
-    hi = _fma(hi, r, _F64_C6)
-    hi = _fma(hi, r, _F64_C5)
-    p = _fma(hi, r, _F64_C4)
-    p = _fma(p, r, _F64_C3)
-    p = _fma(p, r, _F64_C2)
-    p = _fma(p, r, _F64_C1)
-    p = _fma(p, r, _F64_C0)
-    u = 1.0 + _fma(r * r, p, r)
+    q, u = _exp_core_f64(xc, err)
     u = _scale_pow2_neg(u, q)
     return u if d == d else d + d
 
