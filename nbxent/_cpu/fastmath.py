@@ -150,7 +150,8 @@ from numba.extending import intrinsic, overload
 
 from nbxent._core.jit import CACHE
 
-__all__ = ["exp_f32", "exp_f64", "log_f32", "log1p_f32", "exp_diff", "maxnum", "cast_like"]
+__all__ = ["exp_f32", "exp_f64", "log_f32", "log1p_f32", "exp_diff", "exp_below", "maxnum",
+           "cast_like"]
 
 # Flag carried by the two scaling multiplies below. Numba's fastmath pass only
 # adds the caller's flags to instructions that have none, so a harmless flag
@@ -474,14 +475,16 @@ def _ov_cast_like(v, z):
 # with a branch-free Fast2Sum cost 75%).
 
 @njit(cache=CACHE, error_model="numpy")
-def _exp_diff_f32(x, m):
+def _two_diff(x, m):
+    """``(d, err)``: ``d = x - m`` rounded and its exact error (2Sum, ``d + err == x - m``)."""
     d = x - m
     bv = d - x
-    err = (x - (d - bv)) + ((-m) - bv)
-    xc = _F32_UNDER if d < _F32_UNDER else d
-    xc = _F32_OVER if xc > _F32_OVER else xc
-    # Clamped, inf or NaN: the result is 0, inf or NaN whatever err is (err may be NaN).
-    err = err if xc == d else _F32_ZERO
+    return d, (x - (d - bv)) + ((-m) - bv)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_core_f32(xc, err):
+    """``(q, u)``: ``exp(xc + err) = u * 2**q`` for a clamped float32 ``xc`` (exp_f32's steps)."""
     q = _rint(xc * _F32_R_LN2)
     r = _fma(q, _F32_NEG_L2U, xc)
     r = _fma(q, _F32_NEG_L2L, r) + err
@@ -490,19 +493,12 @@ def _exp_diff_f32(x, m):
     p = _fma(p, r, _F32_C2)
     p = _fma(p, r, _F32_C1)
     p = _fma(p, r, _F32_C0)
-    u = _F32_ONE + _fma(r * r, p, r)
-    u = _scale_pow2(u, q)
-    return u if d == d else d + d
+    return q, _F32_ONE + _fma(r * r, p, r)
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _exp_diff_f64(x, m):
-    d = x - m
-    bv = d - x
-    err = (x - (d - bv)) + ((-m) - bv)
-    xc = _F64_UNDER if d < _F64_UNDER else d
-    xc = _F64_OVER if xc > _F64_OVER else xc
-    err = err if xc == d else 0.0
+def _exp_core_f64(xc, err):
+    """``(q, u)``: ``exp(xc + err) = u * 2**q`` for a clamped float64 ``xc`` (exp_f64's steps)."""
     q = _rint(xc * _F64_R_LN2)
     r = _fma(q, _F64_NEG_L2U, xc)
     r = _fma(q, _F64_NEG_L2L, r) + err
@@ -516,7 +512,28 @@ def _exp_diff_f64(x, m):
     p = _fma(p, r, _F64_C2)
     p = _fma(p, r, _F64_C1)
     p = _fma(p, r, _F64_C0)
-    u = 1.0 + _fma(r * r, p, r)
+    return q, 1.0 + _fma(r * r, p, r)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_diff_f32(x, m):
+    d, err = _two_diff(x, m)
+    xc = _F32_UNDER if d < _F32_UNDER else d
+    xc = _F32_OVER if xc > _F32_OVER else xc
+    # Clamped, inf or NaN: the result is 0, inf or NaN whatever err is (err may be NaN).
+    err = err if xc == d else _F32_ZERO
+    q, u = _exp_core_f32(xc, err)
+    u = _scale_pow2(u, q)
+    return u if d == d else d + d
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_diff_f64(x, m):
+    d, err = _two_diff(x, m)
+    xc = _F64_UNDER if d < _F64_UNDER else d
+    xc = _F64_OVER if xc > _F64_OVER else xc
+    err = err if xc == d else 0.0
+    q, u = _exp_core_f64(xc, err)
     u = _scale_pow2(u, q)
     return u if d == d else d + d
 
@@ -535,6 +552,81 @@ def _ov_exp_diff(x, m):
     if x == types.float64 and m == types.float64:
         def impl(x, m):
             return _exp_diff_f64(x, m)
+        return impl
+    return None
+
+
+# ``exp_below(x, m)``: ``exp_diff`` for ``x - m <= 43`` (the row scans shift by the max of
+# the terms, or by a guess of it that they check), the same bits there for a few
+# instructions less: no overflow clamp (exp(43) is far from overflowing), and ``2**q``
+# with ``q <= 62`` as ``2**(q + K) * 2**-K``: ``u * 2**(q + K)`` is exact (a normal number
+# for every q that occurs) and the constant factor rounds once, so the product is the one
+# ``_scale_pow2`` forms, for one integer add and shift instead of three. NaN and
+# ``x - m = -inf`` (``x = -inf``, or a difference that overflows) give NaN and 0 as in
+# ``exp_diff``; ``x - m > 43`` is outside the contract (the result is then not exp).
+# Accuracy (both functions, float32): the rounding of ``r + err`` adds up to 0.347 ulp to
+# exp_f32's 0.988; measured max 1.13 ulp on 4e7 random pairs, 1 in 1e6 above 1 ulp
+# (tests/test_fastmath.py). ~1.3x (float32) / 1.2x (float64) the speed of ``exp_diff``.
+
+@intrinsic
+def _scale_pow2_neg(typingctx, u, q):
+    """``u * 2**q`` for an integer-valued float ``q`` in [-150, 62] (float32) or [-1077, 62].
+
+    ``2**(q + K)`` from exponent bits (K = 64 / 512, so it is normal), then the exact power
+    of two ``2**-K``: one rounding, the same product as :func:`_scale_pow2`.
+    """
+    if u not in (types.float32, types.float64) or q != u:
+        return None
+    nbits, mant, bias, k = (32, 23, 127, 64) if u == types.float32 else (64, 52, 1023, 512)
+
+    def codegen(context, builder, sig, args):
+        uval, qval = args
+        fty = uval.type
+        ity = ir.IntType(nbits)
+        qi = builder.fptosi(qval, ity)
+        up = builder.bitcast(builder.shl(builder.add(qi, ir.Constant(ity, bias + k)),
+                                         ir.Constant(ity, mant)), fty)
+        down = ir.Constant(fty, 2.0 ** -k)
+        scaled = builder.fmul(uval, up, flags=_OWN_FLAGS)
+        return builder.fmul(scaled, down, flags=_OWN_FLAGS)
+
+    return u(u, u), codegen
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_below_f32(x, m):
+    d, err = _two_diff(x, m)
+    xc = _F32_UNDER if d < _F32_UNDER else d
+    err = err if xc == d else _F32_ZERO
+    q, u = _exp_core_f32(xc, err)
+    u = _scale_pow2_neg(u, q)
+    return u if d == d else d + d
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _exp_below_f64(x, m):
+    d, err = _two_diff(x, m)
+    xc = _F64_UNDER if d < _F64_UNDER else d
+    err = err if xc == d else 0.0
+    q, u = _exp_core_f64(xc, err)
+    u = _scale_pow2_neg(u, q)
+    return u if d == d else d + d
+
+
+def exp_below(x, m):  # pragma: no cover - replaced by the overload inside compiled code
+    """``exp(x - m)`` for ``x - m <= 43`` as if ``x - m`` were exact (see the comment above)."""
+    return math.exp(x - m)
+
+
+@overload(exp_below)
+def _ov_exp_below(x, m):
+    if x == types.float32 and m == types.float32:
+        def impl(x, m):
+            return _exp_below_f32(x, m)
+        return impl
+    if x == types.float64 and m == types.float64:
+        def impl(x, m):
+            return _exp_below_f64(x, m)
         return impl
     return None
 

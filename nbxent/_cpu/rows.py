@@ -1,14 +1,15 @@
 """Row scans of the CPU cross-entropy kernels (max-shifted log-sum-exp and friends).
 
 * ``seg_max``/``row_max``: NaN-skipping row maxima, vectorized through ``maxnum``.
-* ``sum_exp`` (sum, or sum and store each term, or in place), ``block_sum_exp``: the
+* ``sum_exp`` (sum, or sum and store each term), ``block_sum_exp``: the
   shifted sums of exps, in fixed lanes (the same bits for any vector width) folded into
   float64 by a fixed tree.
 * ``sum_wx`` (label smoothing), ``scale_seg`` (the gradient's final scaling).
 
 Helpers are separate ``@njit`` functions (LLVM inlines them into the callers' loops);
 numba-level ``inline="always"`` re-typed them at every call site and made the first
-compile slower with no speed gain. The exp they use is :func:`nbxent._cpu.fastmath.exp_diff`.
+compile slower with no speed gain. The exp they use is :func:`nbxent._cpu.fastmath.exp_below`
+(every shift is the max of the terms it shifts).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from nbxent._core.jit import CACHE
-from nbxent._cpu.fastmath import cast_like, exp_diff, maxnum
+from nbxent._cpu.fastmath import cast_like, exp_below, maxnum
 
 #: fastmath flags of the row kernels: reassociation lets the gradient loop widen (the sums
 #: are written so that no flag can regroup them); never nnan/ninf (NaN/inf semantics are
@@ -113,42 +114,81 @@ def fold_lanes(acc, f64, used):
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def _exp_lanes(a, m, acc):
     for c in range(a.shape[0]):
-        acc[c] += exp_diff(a[c], m)
+        acc[c] += exp_below(a[c], m)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def _exp_lanes_into(a, b, m, acc):
     for c in range(a.shape[0]):
-        e = exp_diff(a[c], m)
+        e = exp_below(a[c], m)
         b[c] = e
         acc[c] += e
 
 
+# The same loops taking, besides, the elementwise max of the terms' own logits into the
+# lanes ``ml`` (``LANES``, x's dtype): a block shifted by a guess of its max (see
+# nbxent/xent/cpu_rows.py) needs no max pass of its own.
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def _exp_lanes_inplace(b, m, acc):
-    # in place through one array: two aliasing array arguments fail LLVM's runtime
-    # overlap check and run the scalar fallback loop (5x slower)
-    for c in range(b.shape[0]):
-        e = exp_diff(b[c], m)
+def _exp_lanes_max(a, m, acc, ml):
+    for c in range(a.shape[0]):
+        v = a[c]
+        acc[c] += exp_below(v, m)
+        ml[c] = maxnum(ml[c], v)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def _exp_lanes_into_max(a, b, m, acc, ml):
+    for c in range(a.shape[0]):
+        v = a[c]
+        e = exp_below(v, m)
         b[c] = e
         acc[c] += e
+        ml[c] = maxnum(ml[c], v)
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
-def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
-    """``sum_{lo <= c < hi, c != skip} exp(src[n, c] - m)`` (exact shift) as float64.
+def max_lanes_fold(ml, used):
+    """Max over the first ``used`` lanes of ``ml`` (NaN skipped; overwrites them).
+
+    ``-inf`` when they hold no number. A pairwise tree of elementwise maxima: a max is
+    exact, so the order changes no value.
+    """
+    h = lane_span(used)
+    for k in range(used, h):
+        ml[k] = cast_like(-np.inf, ml[0])
+    while h > 1:
+        h //= 2
+        for k in range(h):
+            ml[k] = maxnum(ml[k], ml[k + h])
+    v = ml[0]
+    return v if v == v else cast_like(-np.inf, v)
+
+
+@njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
+def sum_exp(srow, s0, drow, lo, hi, m, store, skip, acc, f64, ml):
+    """``sum_{lo <= c < hi, c != skip} exp(srow[c - s0] - m)`` (exact shift) as float64.
 
     Block by block of ``BLOCK`` terms, each term added to its lane of ``acc`` (x's dtype,
     ``LANES``) in the exp loop itself; :func:`fold_lanes` (``f64``: float64 scratch of
     ``LANES``) sums the lanes at the end. ``store``: 0 sum only; 1 also write each term to
-    ``dst[n, c]``; 2 the same in place (``src`` is ``dst``'s memory, read through ``dst``).
-    ``skip`` (-1: none): the column whose term stays out of the sum (its lane is restored
-    after its block; a stored term there is left for the caller to overwrite).
+    ``drow[c]`` (``drow`` may not overlap the terms read). ``skip`` (-1: none): the column
+    whose term stays out of the sum (its lane is restored after its block; a stored term
+    there is left for the caller to overwrite). ``srow``: a row (``s0 = 0``) or a copy of
+    its columns from ``s0`` on. :func:`nbxent._cpu.fastmath.exp_below` needs
+    ``srow[c - s0] - m <= 43``.
+
+    ``ml`` (``LANES`` of x's dtype, or empty): when not empty, the same loops also take
+    the max of the terms' logits into it (:func:`max_lanes_fold`).
     """
     used = min(hi - lo, LANES)
     zero = cast_like(0.0, m)
     for k in range(lane_span(used)):
         acc[k] = zero
+    with_max = ml.shape[0] > 0
+    if with_max:
+        for k in range(used):
+            ml[k] = cast_like(-np.inf, m)
     j = lo
     while j < hi:
         j1 = min(j + BLOCK, hi)
@@ -156,12 +196,16 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
         keep = acc[skip - j] if inside else zero
         # A slice indexed from 0 lets Numba prove the index non-negative (no wraparound
         # select), which keeps the loop a plain contiguous vector loop.
-        if store == 2:
-            _exp_lanes_inplace(dst[n, j:j1], m, acc)
-        elif store == 1:
-            _exp_lanes_into(src[n, j:j1], dst[n, j:j1], m, acc)
+        a = srow[j - s0:j1 - s0]
+        if store == 1:
+            if with_max:
+                _exp_lanes_into_max(a, drow[j:j1], m, acc, ml)
+            else:
+                _exp_lanes_into(a, drow[j:j1], m, acc)
+        elif with_max:
+            _exp_lanes_max(a, m, acc, ml)
         else:
-            _exp_lanes(src[n, j:j1], m, acc)
+            _exp_lanes(a, m, acc)
         if inside:
             acc[skip - j] = keep
         j = j1
@@ -171,7 +215,8 @@ def sum_exp(src, dst, n, lo, hi, m, store, skip, acc, f64):
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def block_sum_exp(x, n, lo, hi, m, acc, f64):
     """``sum_{lo <= c < hi} exp(x[n, c] - m)`` as float64 (:func:`sum_exp`, nothing stored)."""
-    return sum_exp(x, x, n, lo, hi, m, 0, -1, acc, f64)
+    row = x[n]
+    return sum_exp(row, 0, row, lo, hi, m, 0, -1, acc, f64, acc[:0])
 
 
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
@@ -208,3 +253,4 @@ def scale_seg(dst, n, lo, hi, c_p, c_w, w, with_w):
     else:
         for c in range(b.shape[0]):
             b[c] = c_p * b[c]
+
