@@ -36,8 +36,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from nbxent._core.jit import CACHE, GRAD_NONE
 from nbxent._cpu.fastmath import cast_like, exp_diff, exp_f64, log1p_f32, maxnum
@@ -48,10 +50,49 @@ from nbxent.xent.formulas import index_grad_scale, index_grad_target, index_loss
 #: gradient) stay in L1/L2 for the usual class counts.
 KBLOCK = 256
 #: Rows of the float64 scratch ``sc`` of :func:`index_block`.
-SC_ROWS = 12
+SC_ROWS = 13
 
 _F32_ONE = np.float32(1.0)
 _TINY_Z = 2.0 ** -20
+
+
+@intrinsic
+def select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` (widens to a blend).
+
+    Numba lowers a conditional expression to branches, which LLVM turns into a masked
+    store when the result goes into an array slot (microcoded on some CPUs).
+    """
+    if not isinstance(cond, types.Boolean) or a != b:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return a(cond, a, b), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, i):
+    """Hint that ``arr[i]`` will be read soon (``llvm.prefetch``); no effect on results."""
+    if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        ary = context.make_array(aty)(context, builder, args[0])
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [idx], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
+        # read, locality 3, data cache (measured: the lower localities fetched too late here)
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -191,6 +232,34 @@ def _losses_libm(m64, xt, so, e_t, lt, nb):
         lt[kk] = index_loss(m64[kk], xt[kk], so[kk], e_t[kk])
 
 
+@njit(cache=CACHE, error_model="numpy")
+def _prefetch_row(xr, line):
+    for j in range(0, xr.shape[0], line):
+        prefetch(xr, j)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _target_class(tk, ii, tc, nb):
+    # the target class, -1 where ignored (ignore_index may lie in [0, C) or beyond int32)
+    for kk in range(nb):
+        tv = tk[kk]
+        tc[kk] = select(tv != ii, np.int32(tv), np.int32(-1))
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _targets(tc, w, xt32, mx, xt, tcf, wt, s_other, wx, nb):
+    # Per position: x_t (the max where ignored), the target class as float64 (-1: ignored)
+    # and its weight; the sums start at 0.
+    for kk in range(nb):
+        tv = tc[kk]
+        valid = tv >= 0
+        xt[kk] = np.float64(select(valid, xt32[kk], mx[kk]))
+        tcf[kk] = np.float64(tv)
+        wt[kk] = select(valid, np.float64(w[max(tv, 0)]), 0.0)
+        s_other[kk] = 0.0
+        wx[kk] = 0.0
+
+
 @njit(cache=CACHE, error_model="numpy", fastmath=FASTMATH)
 def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
     """Losses (and gradient) of positions ``k0 .. k1`` of batch index ``n``; see module doc."""
@@ -203,21 +272,14 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
     # into a contiguous (C, nb) tile makes every later pass an L1/L2 hit; the gradient is
     # built from the tile. (In place, GRAD_IN_PLACE, is then free: the block is read in
     # full before anything is written.) The max runs in the copy loop.
-    tr = tile[0, :nb]
-    xr = x[n, 0, k0:k1]
-    for kk in range(nb):
-        tr[kk] = xr[kk]
-    mx = tile[C, :nb]
-    for kk in range(nb):
-        mx[kk] = tr[kk]
-    for c in range(1, C):
-        tr = tile[c, :nb]
-        xr = x[n, c, k0:k1]
-        for kk in range(nb):
-            v = xr[kk]
-            tr[kk] = v
-            mx[kk] = maxnum(mx[kk], v)
     tk = t[n * K + k0:n * K + k1]
+    # The block after this one, in the driver's order: its class rows are prefetched one
+    # by one while this block's exps run, so its copy loop finds them in cache.
+    nxt = k1 < K
+    kn = k1 if nxt else 0
+    nn = n if nxt else n + 1
+    nbn = min(KBLOCK, K - kn) if nn < x.shape[0] else 0
+    line = 64 // x.itemsize
     s_other = sc[0, :nb]
     wx = sc[1, :nb]
     xt = sc[2, :nb]
@@ -226,31 +288,50 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
     pm1 = sc[5, :nb]
     tcf = sc[6, :nb]     # the class left out of each position's sum, as float64 (-1: ignored)
     cpw = sc[7, :nb]
-    # Target logits and weights (gathers: scalar).
+    tc = sc[SC_ROWS - 1].view(np.int32)[:nb]   # the same as int32 (C < 2**31: the tile exists)
+    _target_class(tk, ii, tc, nb)
+    mx = tile[C, :nb]
+    # x_t gathered by selects, alternating between two rows: a select whose result goes
+    # back into the slot it read becomes a masked store.
+    xa = tile[C + 1, :nb]
+    xb = tile[C + 2, :nb]
+    tr = tile[0, :nb]
+    xr = x[n, 0, k0:k1]
     for kk in range(nb):
-        tv = tk[kk]
-        valid = tv != ii
-        tvc = tv if valid else 0
-        xt[kk] = np.float64(tile[tvc, kk] if valid else mx[kk])
-        tcf[kk] = np.float64(tvc) if valid else -1.0
-        wt[kk] = np.float64(w[tvc]) if valid else 0.0
-        s_other[kk] = 0.0
-        wx[kk] = 0.0
+        v = xr[kk]
+        tr[kk] = v
+        mx[kk] = v
+        xa[kk] = v
+    for c in range(1, C):
+        tr = tile[c, :nb]
+        xr = x[n, c, k0:k1]
+        src, dst = (xa, xb) if c % 2 == 1 else (xb, xa)
+        for kk in range(nb):
+            v = xr[kk]
+            tr[kk] = v
+            mx[kk] = maxnum(mx[kk], v)
+            dst[kk] = select(tc[kk] == c, v, src[kk])
+    xt32 = xa if C % 2 == 1 else xb
+    _targets(tc, w, xt32, mx, xt, tcf, wt, s_other, wx, nb)
+    zero = cast_like(0.0, mx[0])
+    one = cast_like(1.0, mx[0])
     for c in range(C):
         tr = tile[c, :nb]
         if opts.smooth:
             wc = np.float64(w[c])
             for kk in range(nb):
                 wx[kk] += wc * np.float64(tr[kk])
-        cf = np.float64(c)
         # Two short loops over few arrays each, not one over five: LLVM gives up on
         # vectorizing a loop that needs too many runtime overlap checks.
         # (One loop computing the exp and accumulating mixes float32 and float64 lanes
         # and stays scalar; the tile is in L1, so storing the exps costs little.)
         for kk in range(nb):
             tr[kk] = exp_diff(tr[kk], mx[kk])
+        # the target's term times 0 (NaN stays NaN; ignored positions, tc = -1, keep all)
         for kk in range(nb):
-            s_other[kk] += np.float64(tr[kk]) * (tcf[kk] != cf)
+            s_other[kk] += np.float64(tr[kk] * select(tc[kk] == c, zero, one))
+        if nbn > 0:
+            _prefetch_row(x[nn, c, kn:kn + nbn], line)
     # Per position, vectorized: e_t = exp(x_t - m) in float64 (exact shift), the loss, the
     # gradient scales. Ignored positions (tcf < 0) are masked by selects.
     m64 = sc[8, :nb]
