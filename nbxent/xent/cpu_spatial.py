@@ -81,14 +81,24 @@ def select(typingctx, cond, a, b):
 
 def _prefetcher(rw, doc):
     def impl(typingctx, arr, i):
-        if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(i, types.Integer):
+        if not isinstance(arr, types.Array):
+            return None
+        if isinstance(i, types.Integer):
+            if arr.ndim != 1:
+                return None
+        elif not (isinstance(i, types.UniTuple) and isinstance(i.dtype, types.Integer)
+                  and i.count == arr.ndim):
             return None
 
         def codegen(context, builder, sig, args):
-            aty = sig.args[0]
+            aty, ity = sig.args
             ary = context.make_array(aty)(context, builder, args[0])
-            idx = context.cast(builder, args[1], sig.args[1], types.intp)
-            ptr = cgutils.get_item_pointer(context, builder, aty, ary, [idx], wraparound=False)
+            if isinstance(ity, types.Integer):
+                idx = [context.cast(builder, args[1], ity, types.intp)]
+            else:
+                idx = [context.cast(builder, builder.extract_value(args[1], d), ity.dtype,
+                                    types.intp) for d in range(ity.count)]
+            ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
             i8p = ir.IntType(8).as_pointer()
             i32 = ir.IntType(32)
             fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
@@ -103,9 +113,10 @@ def _prefetcher(rw, doc):
     return intrinsic(impl)
 
 
-#: ``prefetch(arr, i)``: ``arr[i]`` will be read soon (``llvm.prefetch``); no effect on results.
+#: ``prefetch(arr, i)``: ``arr[i]`` (``i`` an integer for 1-D ``arr``, else a tuple of
+#: ``arr.ndim`` integers) will be read soon (``llvm.prefetch``); no effect on results.
 prefetch = _prefetcher(0, "Hint that ``arr[i]`` will be read soon; no effect on results.")
-#: ``prefetch_w(arr, i)``: ``arr[i]`` will be written soon.
+#: ``prefetch_w(arr, i)``: as :data:`prefetch`, for an element about to be written.
 prefetch_w = _prefetcher(1, "Hint that ``arr[i]`` will be written soon; no effect on results.")
 
 
@@ -247,15 +258,16 @@ def _losses_libm(m64, xt, so, e_t, lt, nb):
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _prefetch_row(xr, line):
-    for j in range(0, xr.shape[0], line):
-        prefetch(xr, j)
+def _prefetch_row(a, n, c, k0, nk, line):
+    # a[n, c, k0:k0 + nk], one hint per cache line (indices, not a slice: no view to count)
+    for j in range(0, nk, line):
+        prefetch(a, (n, c, k0 + j))
 
 
 @njit(cache=CACHE, error_model="numpy")
-def _prefetch_row_w(xr, line):
-    for j in range(0, xr.shape[0], line):
-        prefetch_w(xr, j)
+def _prefetch_row_w(a, n, c, k0, nk, line):
+    for j in range(0, nk, line):
+        prefetch_w(a, (n, c, k0 + j))
 
 
 @njit(cache=CACHE, error_model="numpy")
@@ -394,9 +406,9 @@ def index_block(x, n, k0, k1, t, w, sumw, g, opts, loss, grad, tile, sc):
         for kk in range(nb):
             s_other[kk] += np.float64(tr[kk] * select(tc[kk] == c32, zero, one))
         if nbn > 0:
-            _prefetch_row(x[nn, c, kn:kn + nbn], line)
+            _prefetch_row(x, nn, c, kn, nbn, line)
             if grad_mode == GRAD_INTO:
-                _prefetch_row_w(grad[nn, c, kn:kn + nbn], line)
+                _prefetch_row_w(grad, nn, c, kn, nbn, line)
     # Per position, vectorized: e_t = exp(x_t - m) in float64 (exact shift), the loss, the
     # gradient scales. Ignored positions (tcf < 0) are masked by selects.
     m64 = sc[8, :nb]
