@@ -8,10 +8,10 @@ A work item is one batch index ``n`` and a block of positions ``k0 <= k < k1``. 
 stride is ``K``, so one class of the block, ``x[n, c, k0:k1]``, is contiguous: every pass
 runs the class loop outside and a vector loop over the block's positions inside, with the
 running max, sums and scales held in small per-block arrays (no stride-``K`` gathers).
-``tile`` (``(C + 5, KBLOCK)``, x's dtype: the block, its max, two rows for the target
-logit, then the gradient scales and two float32 log1p rows) and ``sc`` (``(SC_ROWS,
-KBLOCK)`` float64; its last row holds the int32 target classes) are scratch, allocated
-once per group of work items by the driver. Passes:
+``tile`` (``(C + 5, KBLOCK)``, x's dtype: the block, its max, and four work rows that
+hold in turn the target logit, the float32 log1p rows and the gradient scales) and ``sc``
+(``(SC_ROWS, KBLOCK)`` float64; its last row holds the int32 target classes) are
+scratch, allocated once per group of work items by the driver. Passes:
 
 1. the block is copied into the contiguous ``(C, nb)`` tile while ``m_k = max_c x[n, c, k]``
    runs and ``x_t`` is picked out by selects (one read of the logits; see the kernel for
