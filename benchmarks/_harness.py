@@ -27,7 +27,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
-from nbxent._cpu.fastmath import exp_f32, exp_f64, log1m_f32, log1p_unit_f32, log_f32
+from nbxent._cpu.fastmath import exp_below, exp_f32, log1m_f32, log1p_unit_f32, log_f32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -139,12 +139,24 @@ def _roof_exp32(src, items, reps, dst):
 
 
 @njit(parallel=True, fastmath=_FM)
-def _roof_exp64(src, items, reps, dst):
+def _roof_exp_below32(src, items, reps, dst):
+    # cross-entropy's exp: exp(x - m) for x <= m (the row scans' exp_below)
+    m = np.float32(0.0)
     for it in prange(items):
         d = dst[it]
         for _ in range(reps):
             for j in range(src.size):
-                d[j] = exp_f64(src[j])
+                d[j] = exp_below(src[j], m)
+
+
+@njit(parallel=True, fastmath=_FM)
+def _roof_exp_below64(src, items, reps, dst):
+    m = 0.0
+    for it in prange(items):
+        d = dst[it]
+        for _ in range(reps):
+            for j in range(src.size):
+                d[j] = exp_below(src[j], m)
 
 
 @njit(parallel=True, fastmath=_FM)
@@ -174,10 +186,11 @@ def _roof_log1p_unit32(src, items, reps, dst):
                 d[j] = log1p_unit_f32(src[j])
 
 
-# argument ranges of the losses' transcendentals: x - max for exp, probabilities for log and
+# argument ranges of the losses' transcendentals: x - max for exp_below, -|x| for exp, probabilities for log and
 # log1m (log1p(-p)), exp(-|x|) for log1p_unit
 _ROOF_KERNELS = {("exp", "float32"): (_roof_exp32, -12.0, 0.0),
-                 ("exp", "float64"): (_roof_exp64, -12.0, 0.0),
+                 ("exp_below", "float32"): (_roof_exp_below32, -12.0, 0.0),
+                 ("exp_below", "float64"): (_roof_exp_below64, -12.0, 0.0),
                  ("log", "float32"): (_roof_log32, 0.01, 0.99),
                  ("log1m", "float32"): (_roof_log1m32, 0.01, 0.99),
                  ("log1p_unit", "float32"): (_roof_log1p_unit32, 0.0, 1.0)}

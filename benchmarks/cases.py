@@ -22,9 +22,10 @@ _NAMES = {"ce": "cross_entropy", "nll": "nll_loss", "bce": "binary_cross_entropy
 #: a fused call reuses them): the work of the compute roof (benchmarks/_harness.py).
 #: Per-row terms (one log per cross-entropy row) are left out: C times fewer.
 #: The vectorized transcendentals each loss's CPU kernel evaluates per element (the compute
-#: roof, benchmarks/_harness.py): BCE's log(x) and log1p(-x) (as ``log1m_f32``), BCE with
-#: logits' exp(-|x|) and log1p of it (``log1p_unit_f32``, arguments in [0, 1]).
-TRANSCENDENTALS = {"ce": ("exp",), "nll": (), "bce": ("log", "log1m"), "bcewl": ("exp", "log1p_unit")}
+#: roof, benchmarks/_harness.py): cross-entropy's exp(x - max) (``exp_below``), BCE's log(x)
+#: and log1p(-x) (``log1m_f32``), BCE with logits' exp(-|x|) (``exp_f32``) and log1p of it
+#: (``log1p_unit_f32``, arguments in [0, 1]).
+TRANSCENDENTALS = {"ce": ("exp_below",), "nll": (), "bce": ("log", "log1m"), "bcewl": ("exp", "log1p_unit")}
 
 
 @dataclass(frozen=True)
