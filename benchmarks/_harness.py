@@ -129,71 +129,37 @@ _ROOF_LEN = 1024
 _FM = {"contract", "arcp", "reassoc"}
 
 
-@njit(parallel=True, fastmath=_FM)
-def _roof_exp32(src, items, reps, dst):
-    for it in prange(items):
-        d = dst[it]
-        for _ in range(reps):
-            for j in range(src.size):
-                d[j] = exp_f32(src[j])
+def _roof_kernel(fn):
+    """A compute-roof kernel evaluating ``d[j] = fn(src[j])``."""
+    @njit(parallel=True, fastmath=_FM)
+    def kernel(src, items, reps, dst):
+        for it in prange(items):
+            d = dst[it]
+            for _ in range(reps):
+                for j in range(src.size):
+                    d[j] = fn(src[j])
+    return kernel
 
 
-@njit(parallel=True, fastmath=_FM)
-def _roof_exp_below32(src, items, reps, dst):
+@njit(fastmath=_FM)
+def _exp_below32(x):
     # cross-entropy's exp: exp(x - m) for x <= m (the row scans' exp_below)
-    m = np.float32(0.0)
-    for it in prange(items):
-        d = dst[it]
-        for _ in range(reps):
-            for j in range(src.size):
-                d[j] = exp_below(src[j], m)
+    return exp_below(x, np.float32(0.0))
 
 
-@njit(parallel=True, fastmath=_FM)
-def _roof_exp_below64(src, items, reps, dst):
-    m = 0.0
-    for it in prange(items):
-        d = dst[it]
-        for _ in range(reps):
-            for j in range(src.size):
-                d[j] = exp_below(src[j], m)
-
-
-@njit(parallel=True, fastmath=_FM)
-def _roof_log32(src, items, reps, dst):
-    for it in prange(items):
-        d = dst[it]
-        for _ in range(reps):
-            for j in range(src.size):
-                d[j] = log_f32(src[j])
-
-
-@njit(parallel=True, fastmath=_FM)
-def _roof_log1m32(src, items, reps, dst):
-    for it in prange(items):
-        d = dst[it]
-        for _ in range(reps):
-            for j in range(src.size):
-                d[j] = log1m_f32(src[j])
-
-
-@njit(parallel=True, fastmath=_FM)
-def _roof_log1p_unit32(src, items, reps, dst):
-    for it in prange(items):
-        d = dst[it]
-        for _ in range(reps):
-            for j in range(src.size):
-                d[j] = log1p_unit_f32(src[j])
+@njit(fastmath=_FM)
+def _exp_below64(x):
+    return exp_below(x, 0.0)
 
 
 # argument ranges of the losses' transcendentals: x - max for exp_below, -|x| for exp, probabilities for log and
 # log1m (log1p(-p)), exp(-|x|) for log1p_unit
-_ROOF_KERNELS = {("exp", "float32"): (_roof_exp32, -12.0, 0.0),
-                 ("exp_below", "float32"): (_roof_exp_below32, -12.0, 0.0),
-                 ("exp_below", "float64"): (_roof_exp_below64, -12.0, 0.0),
-                 ("log", "float32"): (_roof_log32, 0.01, 0.99),
-                 ("log1m", "float32"): (_roof_log1m32, 0.01, 0.99),
-                 ("log1p_unit", "float32"): (_roof_log1p_unit32, 0.0, 1.0)}
+_ROOF_KERNELS = {("exp", "float32"): (_roof_kernel(exp_f32), -12.0, 0.0),
+                 ("exp_below", "float32"): (_roof_kernel(_exp_below32), -12.0, 0.0),
+                 ("exp_below", "float64"): (_roof_kernel(_exp_below64), -12.0, 0.0),
+                 ("log", "float32"): (_roof_kernel(log_f32), 0.01, 0.99),
+                 ("log1m", "float32"): (_roof_kernel(log1m_f32), 0.01, 0.99),
+                 ("log1p_unit", "float32"): (_roof_kernel(log1p_unit_f32), 0.0, 1.0)}
 
 
 def roof_call(case):

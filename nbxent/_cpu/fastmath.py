@@ -543,17 +543,18 @@ def exp_diff(x, m):  # pragma: no cover - replaced by the overload inside compil
     return math.exp(x - m)
 
 
-@overload(exp_diff)
-def _ov_exp_diff(x, m):
-    if x == types.float32 and m == types.float32:
-        def impl(x, m):
-            return _exp_diff_f32(x, m)
-        return impl
-    if x == types.float64 and m == types.float64:
-        def impl(x, m):
-            return _exp_diff_f64(x, m)
-        return impl
-    return None
+def _overload_by_dtype(func, impl_f32, impl_f64):
+    """Register ``func(x, m)`` for two float32 or two float64 arguments (nothing else types)."""
+    @overload(func)
+    def _ov(x, m):
+        if x == types.float32 and m == types.float32:
+            return lambda x, m: impl_f32(x, m)
+        if x == types.float64 and m == types.float64:
+            return lambda x, m: impl_f64(x, m)
+        return None
+
+
+_overload_by_dtype(exp_diff, _exp_diff_f32, _exp_diff_f64)
 
 
 # ``exp_below(x, m)``: ``exp_diff`` for ``x - m <= 43`` (the row scans shift by the max of
@@ -618,17 +619,7 @@ def exp_below(x, m):  # pragma: no cover - replaced by the overload inside compi
     return math.exp(x - m)
 
 
-@overload(exp_below)
-def _ov_exp_below(x, m):
-    if x == types.float32 and m == types.float32:
-        def impl(x, m):
-            return _exp_below_f32(x, m)
-        return impl
-    if x == types.float64 and m == types.float64:
-        def impl(x, m):
-            return _exp_below_f64(x, m)
-        return impl
-    return None
+_overload_by_dtype(exp_below, _exp_below_f32, _exp_below_f64)
 
 
 @intrinsic
